@@ -1,0 +1,69 @@
+package podmanager
+
+import (
+	"errors"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/utils/clock"
+
+	"github.com/nodeagent/nodeagent/pkg/podmanager/backoff"
+)
+
+// Config holds what the manager needs. Required fields are marked; the rest have defaults.
+type Config struct {
+	NodeName    string        // required: stamped on every sandbox so the agent finds its own
+	NodeIP      string        // the pods' status.hostIP and the podIP of hostNetwork pods
+	PodLogsDir  string        // root of the per-pod log directories; default /var/log/pods
+	RuntimeName string        // prefix of containerIDs ("containerd://..."); default "containerd"
+	Log         *logrus.Entry // required
+
+	// Sources are the pod sources that must each report once before pods that no source
+	// wants are terminated: until then, an empty desired set just means "not loaded yet".
+	Sources []string
+
+	// RelistPeriod is how often the runtime is listed to notice container exits and
+	// changes made behind the agent's back; default 2s.
+	RelistPeriod time.Duration
+	// ResyncPeriod re-runs every worker's sync even when nothing was noticed; default 60s.
+	ResyncPeriod time.Duration
+
+	// Backoff is the restart and image-pull backoff curve (default 10s doubling to 300s,
+	// reset after 10m).
+	Backoff backoff.Config
+
+	// ResolvConf is the host's resolver file, used for dnsPolicy Default and ClusterFirst
+	// (there is no cluster DNS yet); default /etc/resolv.conf.
+	ResolvConf string
+
+	// Clock is injected by tests; default the real clock.
+	Clock clock.WithTicker
+}
+
+func (c *Config) setDefaults() error {
+	if c.NodeName == "" {
+		return errors.New("podmanager: NodeName is required")
+	}
+	if c.Log == nil {
+		return errors.New("podmanager: Log is required")
+	}
+	if c.PodLogsDir == "" {
+		c.PodLogsDir = "/var/log/pods"
+	}
+	if c.RuntimeName == "" {
+		c.RuntimeName = "containerd"
+	}
+	if c.RelistPeriod <= 0 {
+		c.RelistPeriod = 2 * time.Second
+	}
+	if c.ResyncPeriod <= 0 {
+		c.ResyncPeriod = time.Minute
+	}
+	if c.ResolvConf == "" {
+		c.ResolvConf = "/etc/resolv.conf"
+	}
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package podmanager
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"path/filepath"
+	"strconv"
+
+	"github.com/containerd/errdefs"
+	"github.com/sirupsen/logrus"
+	v1 "k8s.io/api/core/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
+)
+
+// Waiting reasons as the kubelet spells them.
+const (
+	reasonCrashLoopBackOff     = "CrashLoopBackOff"
+	reasonCreateConfigError    = "CreateContainerConfigError"
+	reasonCreateContainerError = "CreateContainerError"
+	reasonRunContainerError    = "RunContainerError"
+	reasonContainerCreating    = "ContainerCreating"
+	reasonPodInitializing      = "PodInitializing"
+)
+
+func containerBackoffKey(name string) string { return "container/" + name }
+
+// startOrBackoff starts a new instance of c unless the container is backing off. latest is
+// the instance it replaces, if any.
+func (w *worker) startOrBackoff(ctx context.Context, pod *v1.Pod, c *v1.Container, sb *runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, st *podState, latest *containerInfo, again requeue) bool {
+	key := containerBackoffKey(c.Name)
+	if rem := w.backoff.Remaining(key); rem > 0 {
+		if cur := w.waiting[c.Name]; cur == nil || cur.Reason == reasonCrashLoopBackOff {
+			w.waiting[c.Name] = &v1.ContainerStateWaiting{
+				Reason:  reasonCrashLoopBackOff,
+				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", w.backoff.Current(key), c.Name, pod.Name),
+			}
+		}
+		again(rem)
+		return false
+	}
+	var attempt uint32
+	if latest != nil {
+		attempt = latest.attempt() + 1
+	}
+	started, acted := w.startContainer(ctx, pod, c, sb, sbCfg, st, attempt, again)
+	if started && latest != nil {
+		// A restart: the next one has to wait, longer each time (reset after quiet running).
+		w.backoff.Failed(key)
+	}
+	return acted
+}
+
+// startContainer pulls the image if needed, then creates and starts one instance of c.
+func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, sb *runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, st *podState, attempt uint32, again requeue) (started, acted bool) {
+	log := w.log.WithFields(logrus.Fields{"container": c.Name, "attempt": attempt})
+	imageRef, waiting := w.ensureImage(ctx, c, sbCfg, again)
+	if waiting != nil {
+		w.waiting[c.Name] = waiting
+		return false, false
+	}
+	failed := func(reason string, err error) (bool, bool) {
+		w.waiting[c.Name] = &v1.ContainerStateWaiting{Reason: reason, Message: err.Error()}
+		wait := w.backoff.Failed(containerBackoffKey(c.Name))
+		log.WithError(err).WithFields(logrus.Fields{"reason": reason, "retryIn": wait}).Warn("container failed to start")
+		again(wait)
+		return false, true
+	}
+	cfg, err := w.containerConfig(pod, c, attempt, imageRef, st)
+	if err != nil {
+		return failed(reasonCreateConfigError, err)
+	}
+	id, err := w.m.rt.CreateContainer(ctx, sb.Id, cfg, sbCfg)
+	if err != nil {
+		return failed(reasonCreateContainerError, err)
+	}
+	if err := w.m.rt.StartContainer(ctx, id); err != nil {
+		// Remove the instance that never ran, so the next pass makes a fresh one.
+		if rmErr := w.m.rt.RemoveContainer(ctx, id); rmErr != nil && !errdefs.IsNotFound(rmErr) {
+			log.WithError(rmErr).Warn("removing a container that failed to start failed")
+		}
+		return failed(reasonRunContainerError, err)
+	}
+	delete(w.waiting, c.Name)
+	log.WithField("containerID", id).Info("container started")
+	w.removeOldInstances(ctx, st, c.Name)
+	return true, true
+}
+
+// startCreated starts an instance that was created but never started.
+func (w *worker) startCreated(ctx context.Context, pod *v1.Pod, c *v1.Container, ci *containerInfo, again requeue) {
+	if err := w.m.rt.StartContainer(ctx, ci.c.Id); err != nil {
+		if rmErr := w.m.rt.RemoveContainer(ctx, ci.c.Id); rmErr != nil && !errdefs.IsNotFound(rmErr) {
+			w.log.WithError(rmErr).WithField("container", c.Name).Warn("removing a container that failed to start failed")
+		}
+		w.waiting[c.Name] = &v1.ContainerStateWaiting{Reason: reasonRunContainerError, Message: err.Error()}
+		again(w.backoff.Failed(containerBackoffKey(c.Name)))
+		return
+	}
+	delete(w.waiting, c.Name)
+	w.log.WithFields(logrus.Fields{"container": c.Name, "containerID": ci.c.Id}).Info("container started")
+}
+
+// removeOldInstances keeps only the instance just replaced (the new lastState and the logs
+// `previous` serves) and removes older exited ones of the same container.
+func (w *worker) removeOldInstances(ctx context.Context, st *podState, name string) {
+	n := 0
+	for _, ci := range st.containers {
+		if ci.name() != name {
+			continue
+		}
+		n++
+		if n == 1 || ci.state() == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			continue
+		}
+		if err := w.m.rt.RemoveContainer(ctx, ci.c.Id); err != nil && !errdefs.IsNotFound(err) {
+			w.log.WithError(err).WithField("container", name).Warn("removing an old container instance failed")
+		}
+	}
+}
+
+// containerConfig builds the CRI config for one instance of c.
+func (w *worker) containerConfig(pod *v1.Pod, c *v1.Container, attempt uint32, imageRef string, st *podState) (*runtimeapi.ContainerConfig, error) {
+	podIPs := w.podIPs
+	if st.sandboxStatus != nil {
+		podIPs = sandboxIPs(st.sandboxStatus)
+	}
+	if pod.Spec.HostNetwork && w.m.cfg.NodeIP != "" {
+		podIPs = []string{w.m.cfg.NodeIP}
+	}
+	env, err := makeEnv(pod, c, podIPs, w.m.cfg.NodeIP)
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]string{}
+	for _, kv := range env {
+		vars[kv.Key] = string(kv.Value)
+	}
+	hash, err := containerHash(c)
+	if err != nil {
+		return nil, err
+	}
+	annotations := map[string]string{
+		cri.AnnotationContainerHash:             hash,
+		cri.AnnotationRestartCount:              strconv.FormatUint(uint64(attempt), 10),
+		cri.AnnotationTerminationMessagePath:    c.TerminationMessagePath,
+		cri.AnnotationTerminationMessagePolicy:  string(c.TerminationMessagePolicy),
+		cri.AnnotationPodTerminationGracePeriod: strconv.FormatInt(gracePeriod(pod), 10),
+	}
+	if len(c.Ports) > 0 {
+		if b, err := json.Marshal(c.Ports); err == nil {
+			annotations[cri.AnnotationContainerPorts] = string(b)
+		}
+	}
+	labels := w.m.ownLabels()
+	labels[cri.LabelPodName] = pod.Name
+	labels[cri.LabelPodNamespace] = pod.Namespace
+	labels[cri.LabelPodUID] = string(pod.UID)
+	labels[cri.LabelContainerName] = c.Name
+
+	return &runtimeapi.ContainerConfig{
+		Metadata:    &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: attempt},
+		Image:       &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image},
+		Command:     expandAll(c.Command, vars),
+		Args:        expandAll(c.Args, vars),
+		WorkingDir:  c.WorkingDir,
+		Envs:        env,
+		Labels:      labels,
+		Annotations: annotations,
+		LogPath:     filepath.Join(c.Name, fmt.Sprintf("%d.log", attempt)),
+		Stdin:       c.Stdin,
+		StdinOnce:   c.StdinOnce,
+		Tty:         c.TTY,
+		Linux: &runtimeapi.LinuxContainerConfig{
+			Resources:       linuxResources(c),
+			SecurityContext: containerSecurityContext(pod, c),
+		},
+	}, nil
+}
+
+// containerHash identifies the spec an instance was created from (the kubelet's hash label).
+func containerHash(c *v1.Container) (string, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("hash container %q: %w", c.Name, err)
+	}
+	h := fnv.New32a()
+	h.Write(b)
+	return strconv.FormatUint(uint64(h.Sum32()), 16), nil
+}

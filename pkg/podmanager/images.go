@@ -1,0 +1,57 @@
+package podmanager
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+	v1 "k8s.io/api/core/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Image waiting reasons as the kubelet spells them.
+const (
+	reasonErrImagePull      = "ErrImagePull"
+	reasonImagePullBackOff  = "ImagePullBackOff"
+	reasonErrImageNeverPull = "ErrImageNeverPull"
+	reasonImageInspectError = "ImageInspectError"
+)
+
+// ensureImage applies c's imagePullPolicy and returns the image reference to create the
+// container from, or why it cannot be had. Sources default the policy (`:latest` or no tag
+// means Always); an empty one is treated as IfNotPresent.
+func (w *worker) ensureImage(ctx context.Context, c *v1.Container, sbCfg *runtimeapi.PodSandboxConfig, again requeue) (string, *v1.ContainerStateWaiting) {
+	spec := &runtimeapi.ImageSpec{Image: c.Image, UserSpecifiedImage: c.Image}
+	log := w.log.WithFields(logrus.Fields{"container": c.Name, "image": c.Image})
+	img, err := w.m.images.ImageStatus(ctx, spec)
+	if err != nil {
+		again(w.m.cfg.RelistPeriod)
+		return "", &v1.ContainerStateWaiting{Reason: reasonImageInspectError, Message: fmt.Sprintf("Failed to inspect image %q: %v", c.Image, err)}
+	}
+	if img != nil && c.ImagePullPolicy != v1.PullAlways {
+		return img.Id, nil
+	}
+	if c.ImagePullPolicy == v1.PullNever {
+		return "", &v1.ContainerStateWaiting{
+			Reason:  reasonErrImageNeverPull,
+			Message: fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image),
+		}
+	}
+	key := "image/" + c.Image
+	if rem := w.backoff.Remaining(key); rem > 0 {
+		again(rem)
+		return "", &v1.ContainerStateWaiting{Reason: reasonImagePullBackOff, Message: fmt.Sprintf("Back-off pulling image %q", c.Image)}
+	}
+	log.Info("pulling image")
+	start := w.m.cfg.Clock.Now()
+	ref, err := w.m.images.PullImage(ctx, spec, nil, sbCfg)
+	if err != nil {
+		wait := w.backoff.Failed(key)
+		log.WithError(err).WithField("retryIn", wait).Warn("image pull failed")
+		again(wait)
+		return "", &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)}
+	}
+	w.backoff.Forget(key)
+	log.WithField("duration", w.m.cfg.Clock.Since(start).String()).Info("image pulled")
+	return ref, nil
+}

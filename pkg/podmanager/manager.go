@@ -1,0 +1,281 @@
+package podmanager
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/podmanager/status"
+)
+
+// Manager owns the desired set of pods and one worker goroutine per pod UID.
+type Manager struct {
+	cfg    Config
+	rt     Runtime
+	images ImageService
+	status *status.Store
+	log    *logrus.Entry
+
+	mu       sync.Mutex
+	sources  map[string][]*v1.Pod    // guarded by mu: the latest complete set from each source
+	workers  map[types.UID]*worker   // guarded by mu
+	runCtx   context.Context         // guarded by mu: the agent's context, set by Run
+	workerWG sync.WaitGroup          // counts running worker goroutines
+	synced   chan struct{}           // closed after the first sync of the first desired set
+	relisted map[types.UID]string    // owned by the relist loop: last runtime fingerprint per pod
+	firstSet map[types.UID]struct{}  // guarded by mu: pods of the first full desired set not yet synced once
+}
+
+// New returns a manager; Run starts it.
+func New(cfg Config, rt Runtime, images ImageService) (*Manager, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Manager{
+		cfg:      cfg,
+		rt:       rt,
+		images:   images,
+		status:   status.NewStore(),
+		log:      cfg.Log,
+		sources:  map[string][]*v1.Pod{},
+		workers:  map[types.UID]*worker{},
+		synced:   make(chan struct{}),
+		relisted: map[types.UID]string{},
+	}, nil
+}
+
+// Update replaces the set of pods wanted by source. The desired set is the union of all
+// sources keyed by UID. It never blocks on a worker: it records the latest pod and wakes it.
+func (m *Manager) Update(source string, pods []*v1.Pod) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sources[source] = pods
+	desired := m.desiredLocked()
+	for uid, pod := range desired {
+		w, ok := m.workers[uid]
+		if !ok {
+			w = newWorker(m, uid)
+			m.workers[uid] = w
+			m.startWorkerLocked(w)
+		}
+		w.pending, w.deleted = pod, false
+		w.poke()
+	}
+	for uid, w := range m.workers {
+		if _, ok := desired[uid]; !ok && !w.deleted {
+			w.deleted = true
+			w.poke()
+		}
+	}
+	if m.firstSet == nil && m.sourcesReadyLocked() {
+		m.firstSet = map[types.UID]struct{}{}
+		for uid := range desired {
+			m.firstSet[uid] = struct{}{}
+		}
+		m.maybeSyncedLocked()
+	}
+}
+
+// desiredLocked merges the sources; on a UID clash the first source in name order wins.
+func (m *Manager) desiredLocked() map[types.UID]*v1.Pod {
+	names := make([]string, 0, len(m.sources))
+	for n := range m.sources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := map[types.UID]*v1.Pod{}
+	for _, n := range names {
+		for _, p := range m.sources[n] {
+			if _, dup := out[p.UID]; !dup {
+				out[p.UID] = p
+			}
+		}
+	}
+	return out
+}
+
+// sourcesReadyLocked reports whether every configured source has delivered its first set, so
+// an absent pod really means "not wanted".
+func (m *Manager) sourcesReadyLocked() bool {
+	for _, s := range m.cfg.Sources {
+		if _, ok := m.sources[s]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Manager) startWorkerLocked(w *worker) {
+	if m.runCtx == nil {
+		return // Run starts it
+	}
+	m.workerWG.Add(1)
+	go func() {
+		defer m.workerWG.Done()
+		w.run(m.runCtx)
+	}()
+}
+
+// workerDone is called by a worker that has finished terminating its pod. It reports whether
+// the worker must exit (true) or carry on because the pod was wanted again meanwhile.
+func (m *Manager) workerDone(w *worker) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !w.deleted {
+		return false
+	}
+	delete(m.workers, w.uid)
+	m.status.Delete(w.uid)
+	m.markSyncedLocked(w.uid)
+	return true
+}
+
+// markSynced records that a pod of the first desired set has been synced once.
+func (m *Manager) markSynced(uid types.UID) {
+	m.mu.Lock()
+	m.markSyncedLocked(uid)
+	m.mu.Unlock()
+}
+
+func (m *Manager) markSyncedLocked(uid types.UID) {
+	if m.firstSet == nil {
+		return
+	}
+	delete(m.firstSet, uid)
+	m.maybeSyncedLocked()
+}
+
+func (m *Manager) maybeSyncedLocked() {
+	if len(m.firstSet) == 0 {
+		select {
+		case <-m.synced:
+		default:
+			close(m.synced)
+		}
+	}
+}
+
+// Synced is closed once every source has reported and each pod it wanted was synced once.
+func (m *Manager) Synced() <-chan struct{} { return m.synced }
+
+// Pods returns every pod the agent runs, with its latest status.
+func (m *Manager) Pods() []*v1.Pod { return m.status.List() }
+
+// Run starts the workers and the relist loop, and returns when ctx ends. Cancelling ctx stops
+// the agent's loops only; it never kills pods.
+func (m *Manager) Run(ctx context.Context) {
+	m.mu.Lock()
+	m.runCtx = ctx
+	for _, w := range m.workers {
+		m.startWorkerLocked(w)
+	}
+	m.mu.Unlock()
+
+	t := m.cfg.Clock.NewTicker(m.cfg.RelistPeriod)
+	defer t.Stop()
+	for {
+		m.relist(ctx)
+		select {
+		case <-ctx.Done():
+			m.waitWorkers(5 * time.Second)
+			return
+		case <-t.C():
+		}
+	}
+}
+
+func (m *Manager) waitWorkers(limit time.Duration) {
+	done := make(chan struct{})
+	go func() { m.workerWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		m.log.Warn("some pod workers were still busy at shutdown; they resume after restart")
+	}
+}
+
+// ownLabels selects what this agent created on this node.
+func (m *Manager) ownLabels() map[string]string {
+	return map[string]string{cri.LabelManagedBy: "true", cri.LabelNodeName: m.cfg.NodeName}
+}
+
+// relist lists the runtime once and wakes the workers of pods whose sandboxes or containers
+// changed, the way the kubelet's PLEG does. Pods found in the runtime that no source wants
+// (left over from before a restart) get a worker that terminates them.
+func (m *Manager) relist(ctx context.Context) {
+	sel := m.ownLabels()
+	sandboxes, err := m.rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: sel})
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.WithError(err).Warn("relist: listing pod sandboxes failed")
+		}
+		return
+	}
+	containers, err := m.rt.ListContainers(ctx, &runtimeapi.ContainerFilter{LabelSelector: sel})
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.WithError(err).Warn("relist: listing containers failed")
+		}
+		return
+	}
+	parts := map[types.UID][]string{}
+	orphans := map[types.UID]*v1.Pod{}
+	for _, s := range sandboxes {
+		uid := types.UID(s.Labels[cri.LabelPodUID])
+		parts[uid] = append(parts[uid], "s:"+s.Id+":"+s.State.String())
+		if _, ok := orphans[uid]; !ok {
+			orphans[uid] = orphanPod(s.Labels, s.Annotations)
+		}
+	}
+	for _, c := range containers {
+		uid := types.UID(c.Labels[cri.LabelPodUID])
+		parts[uid] = append(parts[uid], "c:"+c.Id+":"+c.State.String())
+	}
+	now := map[types.UID]string{}
+	for uid, p := range parts {
+		sort.Strings(p)
+		now[uid] = strings.Join(p, ",")
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for uid, fp := range now {
+		if m.relisted[uid] == fp {
+			continue
+		}
+		if w, ok := m.workers[uid]; ok {
+			w.poke()
+		}
+	}
+	for uid := range m.relisted {
+		if _, ok := now[uid]; !ok {
+			if w, ok := m.workers[uid]; ok {
+				w.poke()
+			}
+		}
+	}
+	m.relisted = now
+	if !m.sourcesReadyLocked() {
+		return
+	}
+	for uid, pod := range orphans {
+		if _, ok := m.workers[uid]; ok || uid == "" {
+			continue
+		}
+		m.log.WithFields(logrus.Fields{"pod": pod.Namespace + "/" + pod.Name, "uid": uid}).
+			Info("found a pod in the runtime that no source wants; terminating it")
+		w := newWorker(m, uid)
+		w.pending, w.deleted = pod, true
+		m.workers[uid] = w
+		m.startWorkerLocked(w)
+		w.poke()
+	}
+}

@@ -1,0 +1,160 @@
+package podmanager
+
+import (
+	"context"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// requeue lowers *next to d: the worker looks again after the soonest thing it waits for.
+type requeue func(d time.Duration)
+
+// sync makes the runtime match pod and records the resulting status. It is level-triggered:
+// every pass starts from what the runtime holds, so running it twice changes nothing the
+// second time. It returns when the worker should look again.
+func (w *worker) sync(ctx context.Context, pod *v1.Pod) time.Duration {
+	if w.startTime == nil {
+		now := metav1.NewTime(w.m.cfg.Clock.Now())
+		w.startTime = &now
+	}
+	st, err := w.observe(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.WithError(err).Warn("reading the pod's state from the runtime failed")
+		}
+		return w.m.cfg.RelistPeriod
+	}
+	next := w.m.cfg.ResyncPeriod
+	lower := func(d time.Duration) {
+		if d < next {
+			next = d
+		}
+	}
+	if w.reconcile(ctx, pod, st, lower) {
+		if fresh, err := w.observe(ctx); err == nil {
+			st = fresh
+		}
+	}
+	w.m.status.Set(pod, w.buildStatus(pod, st))
+	return next
+}
+
+// reconcile takes the actions that move the runtime toward pod and reports whether it changed
+// anything.
+func (w *worker) reconcile(ctx context.Context, pod *v1.Pod, st *podState, again requeue) bool {
+	if podFinished(pod, st) {
+		// A finished pod keeps its containers (for status and logs) but gives back its
+		// sandbox: the IP address and the pause process.
+		if sb := st.readySandbox(); sb != nil {
+			if st.sandboxStatus != nil {
+				w.podIPs = sandboxIPs(st.sandboxStatus)
+			}
+			w.log.Info("pod finished; stopping its sandbox")
+			if err := w.m.rt.StopPodSandbox(ctx, sb.Id); err != nil {
+				w.log.WithError(err).Warn("stopping the sandbox of a finished pod failed")
+				again(w.m.cfg.RelistPeriod)
+			}
+			return true
+		}
+		return false
+	}
+
+	sb, sbCfg, acted := w.ensureSandbox(ctx, pod, st, again)
+	if sb == nil {
+		return acted
+	}
+	initDone, initActed := w.syncInitContainers(ctx, pod, sb, sbCfg, st, again)
+	acted = acted || initActed
+	if !initDone {
+		return acted
+	}
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		latest := st.latest(c.Name)
+		if latest != nil {
+			switch latest.state() {
+			case runtimeapi.ContainerState_CONTAINER_RUNNING, runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+				continue
+			case runtimeapi.ContainerState_CONTAINER_CREATED:
+				if latest.c.PodSandboxId == sb.Id {
+					// Created but never started: the agent died between the two calls.
+					w.startCreated(ctx, pod, c, latest, again)
+					acted = true
+					continue
+				}
+			case runtimeapi.ContainerState_CONTAINER_EXITED:
+				if !shouldRestart(pod.Spec.RestartPolicy, latest.exitCode()) {
+					continue
+				}
+			}
+		}
+		if w.startOrBackoff(ctx, pod, c, sb, sbCfg, st, latest, again) {
+			acted = true
+		}
+	}
+	return acted
+}
+
+// syncInitContainers runs init containers one at a time, in order, each to a zero exit. It
+// reports whether all are done.
+func (w *worker) syncInitContainers(ctx context.Context, pod *v1.Pod, sb *runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, st *podState, again requeue) (done, acted bool) {
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		latest := st.latest(c.Name)
+		if latest != nil {
+			switch latest.state() {
+			case runtimeapi.ContainerState_CONTAINER_EXITED:
+				if latest.exitCode() == 0 {
+					continue
+				}
+			case runtimeapi.ContainerState_CONTAINER_RUNNING, runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+				return false, false // wait for it to exit
+			case runtimeapi.ContainerState_CONTAINER_CREATED:
+				if latest.c.PodSandboxId == sb.Id {
+					w.startCreated(ctx, pod, c, latest, again)
+					return false, true
+				}
+			}
+		}
+		return false, w.startOrBackoff(ctx, pod, c, sb, sbCfg, st, latest, again)
+	}
+	return true, false
+}
+
+// shouldRestart applies the pod's restartPolicy to a container that exited with code.
+func shouldRestart(policy v1.RestartPolicy, code int32) bool {
+	switch policy {
+	case v1.RestartPolicyNever:
+		return false
+	case v1.RestartPolicyOnFailure:
+		return code != 0
+	default:
+		return true
+	}
+}
+
+// podFinished reports whether no container of the pod will ever run again: an init container
+// failed under restartPolicy Never, or every app container exited and may not restart.
+func podFinished(pod *v1.Pod, st *podState) bool {
+	if pod.Spec.RestartPolicy == v1.RestartPolicyAlways || pod.Spec.RestartPolicy == "" {
+		return false
+	}
+	for _, c := range pod.Spec.InitContainers {
+		l := st.latest(c.Name)
+		if l != nil && l.state() == runtimeapi.ContainerState_CONTAINER_EXITED && l.exitCode() != 0 &&
+			pod.Spec.RestartPolicy == v1.RestartPolicyNever {
+			return true
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		l := st.latest(c.Name)
+		if l == nil || l.state() != runtimeapi.ContainerState_CONTAINER_EXITED ||
+			shouldRestart(pod.Spec.RestartPolicy, l.exitCode()) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,142 @@
+package podmanager
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/podmanager/backoff"
+)
+
+// worker syncs one pod UID. Only its own goroutine runs sync and terminate, so the fields it
+// owns need no lock; what Update writes (pending, deleted) is guarded by the manager's mu.
+type worker struct {
+	m    *Manager
+	uid  types.UID
+	wake chan struct{} // capacity 1: a wake while busy is kept, more are merged
+
+	// guarded by m.mu
+	pending *v1.Pod // the latest desired pod
+	deleted bool    // no source wants the pod any more: terminate it
+
+	// owned by the worker goroutine
+	log       *logrus.Entry
+	backoff   *backoff.Backoff
+	startTime *metav1.Time
+	// waiting says why a container is not running when the runtime cannot say it
+	// (image pull failed, create failed, crash-loop backoff). Cleared when it starts.
+	waiting map[string]*v1.ContainerStateWaiting
+	// sandboxErr is the last RunPodSandbox failure, shown until a sandbox is ready.
+	sandboxErr string
+	// podIPs are kept from the last ready sandbox so a finished pod still reports them.
+	podIPs []string
+	synced bool // the pod has been synced once (for Manager.Synced)
+}
+
+func newWorker(m *Manager, uid types.UID) *worker {
+	return &worker{
+		m:       m,
+		uid:     uid,
+		wake:    make(chan struct{}, 1),
+		log:     m.log.WithField("uid", uid),
+		backoff: backoff.New(m.cfg.Backoff, m.cfg.Clock),
+		waiting: map[string]*v1.ContainerStateWaiting{},
+	}
+}
+
+// poke wakes the worker without blocking.
+func (w *worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run only waits and dispatches; syncOnce does the work.
+func (w *worker) run(ctx context.Context) {
+	timer := w.m.cfg.Clock.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-timer.C():
+		}
+		next, done := w.syncOnce(ctx)
+		if done {
+			return
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C():
+			default:
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+// syncOnce runs one level-triggered pass and returns when to look again, or done when the
+// pod is gone for good.
+func (w *worker) syncOnce(ctx context.Context) (next time.Duration, done bool) {
+	w.m.mu.Lock()
+	pod, deleted := w.pending, w.deleted
+	w.m.mu.Unlock()
+	w.log = w.m.log.WithFields(logrus.Fields{"pod": pod.Namespace + "/" + pod.Name, "uid": w.uid})
+
+	if deleted {
+		if err := w.terminate(ctx, pod); err != nil {
+			if ctx.Err() != nil {
+				return 0, true
+			}
+			wait := w.backoff.Failed("terminate")
+			w.log.WithError(err).WithField("retryIn", wait).Warn("pod termination failed; retrying")
+			return wait, false
+		}
+		w.backoff.Forget("terminate")
+		if w.m.workerDone(w) {
+			w.log.Info("pod terminated and removed")
+			return 0, true
+		}
+		return 0, false // wanted again while terminating: start it afresh
+	}
+
+	next = w.sync(ctx, pod)
+	if !w.synced {
+		w.synced = true
+		w.m.markSynced(w.uid)
+	}
+	w.backoff.GC()
+	return next, false
+}
+
+// gracePeriod is how long containers get between SIGTERM and SIGKILL.
+func gracePeriod(pod *v1.Pod) int64 {
+	if pod.DeletionGracePeriodSeconds != nil {
+		return *pod.DeletionGracePeriodSeconds
+	}
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		return *pod.Spec.TerminationGracePeriodSeconds
+	}
+	return v1.DefaultTerminationGracePeriodSeconds
+}
+
+// orphanPod rebuilds enough of a pod from its sandbox's labels to terminate it.
+func orphanPod(labels, annotations map[string]string) *v1.Pod {
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name:      labels[cri.LabelPodName],
+		Namespace: labels[cri.LabelPodNamespace],
+		UID:       types.UID(labels[cri.LabelPodUID]),
+	}}
+	if g, err := strconv.ParseInt(annotations[cri.AnnotationPodTerminationGracePeriod], 10, 64); err == nil {
+		pod.Spec.TerminationGracePeriodSeconds = &g
+	}
+	return pod
+}
