@@ -131,6 +131,11 @@ func (w *worker) containerConfig(pod *v1.Pod, c *v1.Container, attempt uint32, i
 	if pod.Spec.HostNetwork && w.m.cfg.NodeIP != "" {
 		podIPs = []string{w.m.cfg.NodeIP}
 	}
+	if len(c.VolumeMounts) > 0 {
+		// Volumes are not built yet; starting the container without its mounts would
+		// hide that from the user.
+		return nil, fmt.Errorf("container %q: volumeMounts[0] (volume %q): volumes are not supported yet", c.Name, c.VolumeMounts[0].Name)
+	}
 	env, err := makeEnv(pod, c, podIPs, w.m.cfg.NodeIP)
 	if err != nil {
 		return nil, err

@@ -25,13 +25,13 @@ type Manager struct {
 	log    *logrus.Entry
 
 	mu       sync.Mutex
-	sources  map[string][]*v1.Pod    // guarded by mu: the latest complete set from each source
-	workers  map[types.UID]*worker   // guarded by mu
-	runCtx   context.Context         // guarded by mu: the agent's context, set by Run
-	workerWG sync.WaitGroup          // counts running worker goroutines
-	synced   chan struct{}           // closed after the first sync of the first desired set
-	relisted map[types.UID]string    // owned by the relist loop: last runtime fingerprint per pod
-	firstSet map[types.UID]struct{}  // guarded by mu: pods of the first full desired set not yet synced once
+	sources  map[string][]*v1.Pod   // guarded by mu: the latest complete set from each source
+	workers  map[types.UID]*worker  // guarded by mu
+	runCtx   context.Context        // guarded by mu: the agent's context, set by Run
+	workerWG sync.WaitGroup         // counts running worker goroutines
+	synced   chan struct{}          // closed after the first sync of the first desired set
+	relisted map[types.UID]string   // owned by the relist loop: last runtime fingerprint per pod
+	firstSet map[types.UID]struct{} // guarded by mu: pods of the first full desired set not yet synced once
 }
 
 // New returns a manager; Run starts it.

@@ -248,4 +248,3 @@ func qosClass(pod *v1.Pod) v1.PodQOSClass {
 		return v1.PodQOSBurstable
 	}
 }
-

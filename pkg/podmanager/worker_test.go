@@ -660,3 +660,20 @@ func TestQOSClass(t *testing.T) {
 		})
 	}
 }
+
+func TestVolumeMountsAreRefusedUntilVolumesExist(t *testing.T) {
+	h := newHarness(t)
+	c := busybox("main")
+	c.VolumeMounts = []v1.VolumeMount{{Name: "data", MountPath: "/data"}}
+	pod := testPod("vol", v1.RestartPolicyAlways, c)
+	pod.Spec.Volumes = []v1.Volume{{Name: "data", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}}}
+	h.run(pod)
+	s := h.settle(pod.UID)
+	cs := containerState(t, s, "main")
+	if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CreateContainerConfigError" || !strings.Contains(cs.State.Waiting.Message, `volume "data"`) {
+		t.Fatalf("state = %+v", cs.State)
+	}
+	if n := h.rt.count("CreateContainer"); n != 0 {
+		t.Fatalf("created %d containers without their volumes", n)
+	}
+}

@@ -21,11 +21,11 @@ type Check func(ctx context.Context) error
 
 // Config wires the server to the rest of the agent.
 type Config struct {
-	Addr   string             // required, e.g. 127.0.0.1:10248
-	Log    *logrus.Entry      // required
-	Pods   func() []*v1.Pod   // required: the pods the node runs, with status
-	Health map[string]Check   // run by /healthz, in name order
-	Ready  func() error       // /readyz; nil means always ready
+	Addr   string           // required, e.g. 127.0.0.1:10248
+	Log    *logrus.Entry    // required
+	Pods   func() []*v1.Pod // required: the pods the node runs, with status
+	Health map[string]Check // run by /healthz, in name order
+	Ready  func() error     // /readyz; nil means always ready
 	// CheckTimeout bounds each health check; default 2s.
 	CheckTimeout time.Duration
 }

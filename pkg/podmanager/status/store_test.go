@@ -12,7 +12,6 @@ func pod(ns, name, uid string) *v1.Pod {
 	return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("u-" + uid)}}
 }
 
-
 func TestStoreVersionBumpsOnlyOnChange(t *testing.T) {
 	s := NewStore()
 	p := pod("default", "a", "1")

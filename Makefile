@@ -1,0 +1,41 @@
+# nodeagent: the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need (hack/install-deps.sh) and reuse what is already built.
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+# How many e2e packages run at once; each brings up its own private containerd.
+E2E_PARALLEL ?= 3
+
+.PHONY: all build deps test unit e2e demo vet clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o bin/nodeagent ./cmd/nodeagent
+
+deps:
+	hack/install-deps.sh
+
+vet:
+	@out=$$(gofmt -l cmd pkg hack test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+unit:
+	go test ./cmd/... ./pkg/... ./hack/...
+
+# e2e runs the real binary against real containerd, runc, CNI plugins and a local registry.
+e2e: deps build
+	NODEAGENT_BIN=$(CURDIR)/bin/nodeagent go test -count=1 -p $(E2E_PARALLEL) -timeout 40m ./test/e2e/...
+
+test: deps vet unit e2e
+
+demo: deps build
+	hack/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+)
+
+// config is the agent's configuration. Every flag is also a key of the same name in the YAML
+// file given by --config; a flag given on the command line wins over the file, the file over
+// the default.
+type config struct {
+	NodeName        string
+	NodeIP          string
+	RootDir         string
+	RuntimeEndpoint string
+	PodManifestPath string
+	PodLogsDir      string
+	DebugAddress    string
+	LogLevel        string
+	LogFormat       string
+}
+
+func defaultNodeName() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(h)
+}
+
+// flagSet registers every configuration key on a fresh flag set bound to cfg.
+func flagSet(cfg *config) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("nodeagent", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.StringVar(&cfg.NodeName, "node-name", defaultNodeName(), "name of this node (default: the host name, lower-cased)")
+	fs.StringVar(&cfg.NodeIP, "node-ip", "", "the node's IP address, reported as the pods' hostIP (default: the address of the default route's interface)")
+	fs.StringVar(&cfg.RootDir, "root-dir", "/var/lib/nodeagent", "directory for the agent's per-pod files")
+	fs.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "unix:///run/containerd/containerd.sock", "CRI endpoint of the container runtime")
+	fs.StringVar(&cfg.PodManifestPath, "pod-manifest-path", "", "directory of Pod manifests to run (the file source); empty disables it")
+	fs.StringVar(&cfg.PodLogsDir, "pod-logs-dir", "/var/log/pods", "root of the per-pod container log directories")
+	fs.StringVar(&cfg.DebugAddress, "debug-address", "127.0.0.1:10248", "address of the debug HTTP server (/healthz, /readyz, /pods)")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	return fs
+}
+
+// loadConfig parses args, then fills every flag not given on the command line from the
+// config file, if any. Values from the file go through the same flag parsers, so a bad value
+// is reported with its key either way.
+func loadConfig(args []string) (*config, error) {
+	cfg := &config{}
+	fs := flagSet(cfg)
+	var file string
+	fs.StringVar(&file, "config", "", "YAML configuration file; its keys are the flag names")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if file != "" {
+		if err := applyFile(fs, file); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func applyFile(fs *pflag.FlagSet, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	jsonData, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return fmt.Errorf("config file %s: not valid YAML: %w", path, err)
+	}
+	var values map[string]any
+	if err := json.Unmarshal(jsonData, &values); err != nil {
+		return fmt.Errorf("config file %s: must be a mapping of keys to values: %w", path, err)
+	}
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		f := fs.Lookup(key)
+		if f == nil || key == "config" {
+			return fmt.Errorf("config file %s: unknown key %q", path, key)
+		}
+		if f.Changed {
+			continue // the command line wins
+		}
+		var s string
+		switch v := values[key].(type) {
+		case string:
+			s = v
+		case float64, bool:
+			s = fmt.Sprint(v)
+		case nil:
+			continue
+		default:
+			return fmt.Errorf("config file %s: key %q: want a single value, got %T", path, key, v)
+		}
+		if err := f.Value.Set(s); err != nil {
+			return fmt.Errorf("config file %s: key %q: %w", path, key, err)
+		}
+	}
+	return nil
+}
+
+// validate checks values a flag parser cannot, naming the key.
+func (c *config) validate() error {
+	if c.NodeName == "" {
+		return fmt.Errorf("node-name: must not be empty (the host name could not be read)")
+	}
+	if c.NodeIP != "" && net.ParseIP(c.NodeIP) == nil {
+		return fmt.Errorf("node-ip: %q is not an IP address", c.NodeIP)
+	}
+	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("log-level: %q is not a level (trace, debug, info, warn, error)", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log-format: %q must be text or json", c.LogFormat)
+	}
+	if _, _, err := net.SplitHostPort(c.DebugAddress); err != nil {
+		return fmt.Errorf("debug-address: %q is not host:port: %v", c.DebugAddress, err)
+	}
+	if !strings.HasPrefix(c.RuntimeEndpoint, "unix://") && !strings.HasPrefix(c.RuntimeEndpoint, "/") {
+		return fmt.Errorf("runtime-endpoint: %q must be unix:///path/to/socket", c.RuntimeEndpoint)
+	}
+	for key, dir := range map[string]string{"root-dir": c.RootDir, "pod-logs-dir": c.PodLogsDir} {
+		if dir == "" || !strings.HasPrefix(dir, "/") {
+			return fmt.Errorf("%s: %q must be an absolute path", key, dir)
+		}
+	}
+	return nil
+}
+
+// newLogger builds the logger from the validated config.
+func (c *config) newLogger() *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	lvl, _ := logrus.ParseLevel(c.LogLevel)
+	log.SetLevel(lvl)
+	if c.LogFormat == "json" {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	}
+	return log
+}

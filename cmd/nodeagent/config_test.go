@@ -1,0 +1,76 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFlagWinsOverFileWinsOverDefault(t *testing.T) {
+	file := writeConfig(t, "node-name: from-file\nlog-level: debug\npod-manifest-path: /etc/manifests\n")
+	cfg, err := loadConfig([]string{"--config", file, "--node-name", "from-flag"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NodeName != "from-flag" {
+		t.Errorf("node-name = %q, the flag must win", cfg.NodeName)
+	}
+	if cfg.LogLevel != "debug" || cfg.PodManifestPath != "/etc/manifests" {
+		t.Errorf("file values not applied: %+v", cfg)
+	}
+	if cfg.RootDir != "/var/lib/nodeagent" || cfg.DebugAddress != "127.0.0.1:10248" {
+		t.Errorf("defaults lost: %+v", cfg)
+	}
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		name    string
+		file    string
+		args    []string
+		wantErr string
+	}{
+		{"unknown key in file", "node-nme: x\n", nil, `unknown key "node-nme"`},
+		{"bad level in file", "log-level: loud\n", nil, `log-level: "loud"`},
+		{"bad format flag", "", []string{"--log-format", "xml"}, `log-format: "xml"`},
+		{"relative root dir", "root-dir: var/lib\n", nil, `root-dir: "var/lib"`},
+		{"list where a value belongs", "node-name: [a, b]\n", nil, `key "node-name": want a single value`},
+		{"bad debug address", "debug-address: nope\n", nil, `debug-address: "nope"`},
+		{"bad node ip", "node-ip: 10.0.0\n", nil, `node-ip: "10.0.0"`},
+		{"unknown flag", "", []string{"--no-such-flag"}, `unknown flag: --no-such-flag`},
+		{"not yaml", "a: [\n", nil, "not valid YAML"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.file != "" {
+				args = append([]string{"--config", writeConfig(t, tc.file)}, args...)
+			}
+			_, err := loadConfig(args)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestConfigFileNumbersAndBooleansBecomeValues(t *testing.T) {
+	file := writeConfig(t, "node-name: 42\n")
+	cfg, err := loadConfig([]string{"--config", file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NodeName != "42" {
+		t.Fatalf("node-name = %q", cfg.NodeName)
+	}
+}

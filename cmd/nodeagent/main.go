@@ -1,0 +1,60 @@
+// Command nodeagent runs the pods assigned to this node on a CRI runtime.
+//
+//	nodeagent [flags]      run the agent (see --help)
+//	nodeagent version      print version and commit
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Printf("nodeagent %s (commit %s)\n", version, buildCommit())
+		return
+	}
+	cfg, err := loadConfig(args)
+	if errors.Is(err, pflag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nodeagent: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "nodeagent: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// buildCommit prefers the commit stamped by the Makefile, then the one Go records.
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+
+	"github.com/sirupsen/logrus"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane"
+	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/podmanager"
+	"github.com/nodeagent/nodeagent/pkg/server"
+)
+
+// The CRI client is what the pod manager drives.
+var (
+	_ podmanager.Runtime      = (*cri.Client)(nil)
+	_ podmanager.ImageService = (*cri.Client)(nil)
+)
+
+// run wires the agent together and blocks until ctx ends. Ending ctx (SIGTERM, SIGINT) stops
+// the agent's loops and leaves every pod running.
+func run(ctx context.Context, cfg *config) error {
+	log := logrus.NewEntry(cfg.newLogger())
+	log.WithFields(logrus.Fields{"version": version, "commit": buildCommit(), "node": cfg.NodeName}).Info("starting nodeagent")
+
+	if err := os.MkdirAll(cfg.RootDir, 0o700); err != nil {
+		return fmt.Errorf("root-dir: %w", err)
+	}
+	nodeIP := cfg.NodeIP
+	if nodeIP == "" {
+		ip, err := detectNodeIP()
+		if err != nil {
+			log.WithError(err).Warn("could not detect the node IP; pods report no hostIP (set --node-ip)")
+		}
+		nodeIP = ip
+	}
+
+	rt, err := cri.New(cfg.RuntimeEndpoint, cri.Options{})
+	if err != nil {
+		return fmt.Errorf("runtime-endpoint: %w", err)
+	}
+	defer rt.Close()
+
+	// The debug server answers from the start, so /healthz can say the runtime is missing.
+	var mgr atomic.Pointer[podmanager.Manager]
+	srv, err := server.New(server.Config{
+		Addr: cfg.DebugAddress,
+		Log:  log,
+		Pods: func() []*v1.Pod {
+			if m := mgr.Load(); m != nil {
+				return m.Pods()
+			}
+			return nil
+		},
+		Health: map[string]server.Check{
+			"runtime": func(ctx context.Context) error {
+				_, err := rt.Version(ctx)
+				return err
+			},
+		},
+		Ready: func() error {
+			m := mgr.Load()
+			if m == nil {
+				return errors.New("waiting for the container runtime")
+			}
+			select {
+			case <-m.Synced():
+				return nil
+			default:
+				return errors.New("waiting for the first sync of every pod source")
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	listener, err := srv.Listen()
+	if err != nil {
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx, listener) }()
+
+	ver, err := rt.WaitReady(ctx, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before the runtime was reachable")
+			return nil
+		}
+		return err
+	}
+	log.WithFields(logrus.Fields{"runtime": ver.RuntimeName, "runtimeVersion": ver.RuntimeVersion, "endpoint": rt.Endpoint()}).
+		Info("connected to the container runtime")
+
+	var sources []string
+	if cfg.PodManifestPath != "" {
+		sources = append(sources, controlplane.SourceFile)
+	}
+	m, err := podmanager.New(podmanager.Config{
+		NodeName:    cfg.NodeName,
+		NodeIP:      nodeIP,
+		PodLogsDir:  cfg.PodLogsDir,
+		RuntimeName: ver.RuntimeName,
+		Log:         log,
+		Sources:     sources,
+	}, rt, rt)
+	if err != nil {
+		return err
+	}
+	mgr.Store(m)
+
+	if cfg.PodManifestPath != "" {
+		fsrc, err := controlplane.NewFileSource(controlplane.FileSourceConfig{
+			Dir:      cfg.PodManifestPath,
+			NodeName: cfg.NodeName,
+			Log:      log.WithField("source", controlplane.SourceFile),
+		})
+		if err != nil {
+			return fmt.Errorf("pod-manifest-path: %w", err)
+		}
+		go func() {
+			err := fsrc.Run(ctx, func(pods []*v1.Pod) { m.Update(controlplane.SourceFile, pods) })
+			if err != nil && ctx.Err() == nil {
+				log.WithError(err).Error("the file source stopped")
+			}
+		}()
+	} else {
+		log.Warn("no pod source configured (--pod-manifest-path); the agent runs no pods")
+		m.Update("none", nil)
+	}
+
+	m.Run(ctx)
+	if err := <-serveErr; err != nil {
+		log.WithError(err).Warn("debug server stopped with an error")
+	}
+	log.Info("nodeagent stopped; pods keep running")
+	return nil
+}

@@ -1,0 +1,30 @@
+// Package controlplane owns nodeagent's pod sources: where the desired pods of this node come
+// from. Each source turns its input into complete, defaulted core/v1 Pods with a stable UID
+// and hands the whole current set to the pod manager, which keys everything by that UID.
+//
+// Sources:
+//
+//   - file (file_source.go: the watch loop; scan.go: one pass over the directory;
+//     manifest.go and decode_errors.go: splitting and strict decoding; defaults.go;
+//     validate.go; uid.go): a directory of Pod manifests, the kubelet's "static pods".
+//     Standalone mode and the embedded default.
+//   - kube (to come in this package): a real Kubernetes API server through client-go, the
+//     Node object and its Lease, and the status sink that writes pod status back.
+//
+// The file source is level-triggered: every trigger leads to a full rescan of the directory,
+// and the complete set is handed over whenever it differs from the last one handed over:
+//
+//	fsnotify event ──> debounce ──┐
+//	resync tick ──────────────────┼─> scan(dir) ─> set changed? ─yes─> update(all pods)
+//	dir poll (while not watched) ─┘        │
+//	                                       └─ per file: same content as last time? reuse it;
+//	                                          else ParseManifests (split, decode strictly,
+//	                                          default, validate, UID) and log its bad
+//	                                          documents, once per content
+//
+// Identity: a pod's UID is a hash of the source name, the node name and the document's
+// content (never its file path, never the time), so the same manifest gives the same UID
+// after an agent restart or a file rename, and any edit gives a new UID: the pod manager sees
+// an edit as "old pod gone, new pod added", as the kubelet does for static pods. A
+// metadata.uid written in a manifest is ignored.
+package controlplane

@@ -1,0 +1,243 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/sirupsen/logrus"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/clock"
+)
+
+// Defaults of FileSourceConfig.
+const (
+	DefaultDebounce = 100 * time.Millisecond
+	DefaultResync   = 20 * time.Second
+)
+
+// dirPollInterval is how often a missing (or unwatchable) manifest directory is looked for.
+const dirPollInterval = time.Second
+
+// FileSourceConfig configures a FileSource.
+type FileSourceConfig struct {
+	// Dir is the manifest directory. Required. It need not exist yet.
+	Dir string
+	// NodeName is this node's name, a DNS-1123 subdomain. Required. It is appended to every
+	// pod's name and set as its spec.nodeName, and it is part of every pod's UID.
+	NodeName string
+	// Log receives the source's logs. Required.
+	Log *logrus.Entry
+	// Debounce is how long to gather a burst of filesystem events (an editor's save is
+	// several) before rescanning. It is counted from the first event of a burst, so a file
+	// written continuously still gets rescanned every Debounce. Default DefaultDebounce.
+	Debounce time.Duration
+	// Resync is the period of a full rescan regardless of events: the safety net for what
+	// inotify does not report (a symlinked manifest's target changing, a lost event).
+	// Default DefaultResync.
+	Resync time.Duration
+}
+
+// FileSource is the "file" pod source: the static pods defined by a directory of manifests.
+// Create it with NewFileSource and call Run once.
+type FileSource struct {
+	dir      string
+	nodeName string
+	log      *logrus.Entry
+	debounce time.Duration
+	resync   time.Duration
+	dirPoll  time.Duration    // tests shorten it
+	clock    clock.WithTicker // decides debounce, resync and config.seen
+}
+
+// NewFileSource checks cfg and returns a source ready to Run.
+func NewFileSource(cfg FileSourceConfig) (*FileSource, error) {
+	switch {
+	case cfg.Dir == "":
+		return nil, errors.New("file pod source: Dir is required")
+	case cfg.NodeName == "":
+		return nil, errors.New("file pod source: NodeName is required")
+	case cfg.Log == nil:
+		return nil, errors.New("file pod source: Log is required")
+	case cfg.Debounce < 0:
+		return nil, fmt.Errorf("file pod source: Debounce must not be negative, got %v", cfg.Debounce)
+	case cfg.Resync < 0:
+		return nil, fmt.Errorf("file pod source: Resync must not be negative, got %v", cfg.Resync)
+	}
+	if msgs := validation.IsDNS1123Subdomain(cfg.NodeName); len(msgs) > 0 {
+		return nil, fmt.Errorf("file pod source: node name %q: %s", cfg.NodeName, msgs[0])
+	}
+	s := &FileSource{
+		dir:      filepath.Clean(cfg.Dir),
+		nodeName: cfg.NodeName,
+		log:      cfg.Log.WithField("source", SourceFile),
+		debounce: cfg.Debounce,
+		resync:   cfg.Resync,
+		dirPoll:  dirPollInterval,
+		clock:    clock.RealClock{},
+	}
+	if s.debounce == 0 {
+		s.debounce = DefaultDebounce
+	}
+	if s.resync == 0 {
+		s.resync = DefaultResync
+	}
+	return s, nil
+}
+
+// Run watches the directory until ctx ends, then returns nil. It calls update with the
+// COMPLETE current set of valid pods from the directory: once at start (even if empty), and
+// after every change that alters the set (a pod added or removed, or a pod's document moved
+// to another file or index), never for events that change nothing. update is called from
+// Run's goroutine, never concurrently; events arriving meanwhile are gathered for the next
+// rescan. The pods are fresh copies each call: the callee may keep and modify them.
+//
+// A directory that does not exist yet is an empty set; Run looks for it every second and
+// watches it once it appears. A directory that is deleted becomes an empty set again.
+// Run returns an error only if the watcher itself cannot be created or breaks.
+func (s *FileSource) Run(ctx context.Context, update func(pods []*v1.Pod)) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch manifest directory %s: %w", s.dir, err)
+	}
+	defer w.Close()
+
+	r := &fileRun{
+		src:    s,
+		sc:     newScanner(s.dir, s.nodeName, s.log, s.clock.Now),
+		update: update,
+	}
+	// Watch before the first scan, so that no change can fall between the two.
+	pollC := r.watch(w)
+	r.syncOnce()
+
+	resync := s.clock.NewTicker(s.resync)
+	defer resync.Stop()
+	var debounceC <-chan time.Time
+	rescanSoon := func() {
+		if debounceC == nil {
+			debounceC = s.clock.After(s.debounce)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("manifest directory watcher closed")
+			}
+			if filepath.Clean(ev.Name) == s.dir {
+				if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+					// The watch went with the directory (fsnotify has dropped it already);
+					// look for a directory at the path again.
+					_ = w.Remove(s.dir)
+					pollC = s.clock.After(s.dirPoll)
+				}
+				rescanSoon()
+				continue
+			}
+			if isManifestName(filepath.Base(ev.Name)) {
+				rescanSoon()
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("manifest directory watcher closed")
+			}
+			// Typically a queue overflow: events were lost, so rescan.
+			s.log.WithField("dir", s.dir).WithError(err).Warn("manifest directory watch error; rescanning")
+			rescanSoon()
+		case <-debounceC:
+			debounceC = nil
+			r.syncOnce()
+		case <-resync.C():
+			r.syncOnce()
+		case <-pollC:
+			// Not watching: try again, and rescan anyway so that a directory that exists but
+			// cannot be watched is still followed at this pace.
+			pollC = r.watch(w)
+			r.syncOnce()
+		}
+	}
+}
+
+// fileRun is the state of one Run: the loop selects, syncOnce does one pass.
+type fileRun struct {
+	src      *FileSource
+	sc       *scanner
+	update   func(pods []*v1.Pod)
+	watchErr string               // last logged error adding the watch
+	started  bool                 // update has been called at least once
+	last     map[types.UID]string // what update last got: UID -> manifest location
+}
+
+// watch adds the directory to w. When that fails it returns a channel that fires when to try
+// again; when it works, nil.
+func (r *fileRun) watch(w *fsnotify.Watcher) <-chan time.Time {
+	err := w.Add(r.src.dir)
+	if err == nil {
+		r.watchErr = ""
+		return nil
+	}
+	// A missing directory is reported by the scan; any other failure is ours to report.
+	if !errors.Is(err, fs.ErrNotExist) && err.Error() != r.watchErr {
+		r.watchErr = err.Error()
+		r.src.log.WithField("dir", r.src.dir).WithError(err).
+			Warn("cannot watch manifest directory; polling it every second")
+	}
+	return r.src.clock.After(r.src.dirPoll)
+}
+
+// syncOnce rescans the directory and hands the set to update if it differs from the last
+// one handed over (or if update was never called).
+func (r *fileRun) syncOnce() {
+	pods := r.sc.scan()
+	next := make(map[types.UID]string, len(pods))
+	for _, p := range pods {
+		next[p.UID] = p.Annotations[AnnotationManifestFile]
+	}
+	added, removed, moved := diffSets(r.last, next)
+	if r.started && added+removed+moved == 0 {
+		return
+	}
+	if r.started {
+		r.src.log.WithFields(logrus.Fields{
+			"added": added, "removed": removed, "moved": moved, "total": len(pods),
+		}).Info("manifest pods changed")
+	} else {
+		r.src.log.WithFields(logrus.Fields{"dir": r.src.dir, "total": len(pods)}).Info("manifest pods loaded")
+	}
+	r.started, r.last = true, next
+
+	out := make([]*v1.Pod, len(pods))
+	for i, p := range pods {
+		out[i] = p.DeepCopy()
+	}
+	r.update(out)
+}
+
+// diffSets counts pods only in next (added), only in prev (removed), and in both but defined
+// at another place (moved).
+func diffSets(prev, next map[types.UID]string) (added, removed, moved int) {
+	for uid, loc := range next {
+		prevLoc, ok := prev[uid]
+		switch {
+		case !ok:
+			added++
+		case prevLoc != loc:
+			moved++
+		}
+	}
+	for uid := range prev {
+		if _, ok := next[uid]; !ok {
+			removed++
+		}
+	}
+	return added, removed, moved
+}

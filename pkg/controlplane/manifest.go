@@ -1,0 +1,277 @@
+package controlplane
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	serjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// ManifestError is one bad document of a manifest file. Its message reads
+// "<file>: document <n>: <what is wrong, with field paths>", e.g.
+// "web.yaml: document 0: spec.containers[0].image: Required value".
+type ManifestError struct {
+	// File is the file name as given to ParseManifests (relative to the manifest directory
+	// when it comes from the file source).
+	File string
+	// Document is the 0-based index of the document among the file's non-empty documents,
+	// so a leading comment block or a stray "---" does not shift the count.
+	Document int
+	// Err says what is wrong. Field errors name the field by its path
+	// (spec.containers[0].image); several are joined as "[a, b]", as the API server does.
+	Err error
+}
+
+func (e *ManifestError) Error() string {
+	return fmt.Sprintf("%s: document %d: %v", e.File, e.Document, e.Err)
+}
+
+func (e *ManifestError) Unwrap() error { return e.Err }
+
+// ParseManifests is the pure part of the file source: the pods found in one file's content,
+// plus one *ManifestError per bad document. name is the file name shown in errors; a name
+// ending in ".json" is read as one JSON document, anything else as YAML that may hold several
+// "---" separated documents. Empty documents are skipped; documents of another kind than Pod
+// are skipped without an error (the file source logs them).
+//
+// The pods come back defaulted for nodeName (name suffixed with "-<nodeName>", spec.nodeName
+// set, the API server's defaults), with their content-derived UID and the source annotations;
+// config.seen is the current time. Any metadata.uid in the manifest is ignored.
+func ParseManifests(name string, data []byte, nodeName string) ([]*v1.Pod, []error) {
+	r := parseFile(name, data, nodeName, time.Now())
+	var pods []*v1.Pod
+	for _, p := range r.pods {
+		pods = append(pods, p.pod)
+	}
+	return pods, r.errs
+}
+
+// parsedFile is everything learned from one file's content.
+type parsedFile struct {
+	pods    []parsedPod // good documents, in document order
+	errs    []error     // one *ManifestError per bad document, in document order
+	ignored []ignoredDocument
+}
+
+// parsedPod is a good document's pod and where it came from.
+type parsedPod struct {
+	pod          *v1.Pod
+	document     int
+	manifestName string // metadata.name as written, before the node suffix
+}
+
+// ignoredDocument is a well-formed document of a kind the source does not handle.
+type ignoredDocument struct {
+	document   int
+	apiVersion string
+	kind       string
+}
+
+// document is one non-empty document of a file, or the error that stopped it from being read.
+type document struct {
+	index  int
+	data   []byte
+	isJSON bool
+	err    error
+}
+
+func parseFile(name string, data []byte, nodeName string, now time.Time) parsedFile {
+	var out parsedFile
+	// firstDoc remembers which document first defined a namespace/name, so a second one in
+	// the same file is reported rather than silently shadowing it.
+	firstDoc := map[string]int{}
+	for _, doc := range splitDocuments(name, data) {
+		fail := func(err error) {
+			out.errs = append(out.errs, &ManifestError{File: name, Document: doc.index, Err: err})
+		}
+		if doc.err != nil {
+			fail(doc.err)
+			continue
+		}
+		p, ignored, err := parseDocument(doc, nodeName)
+		switch {
+		case err != nil:
+			fail(err)
+			continue
+		case ignored != nil:
+			out.ignored = append(out.ignored, *ignored)
+			continue
+		}
+		key := podKey(p.pod)
+		if first, ok := firstDoc[key]; ok {
+			fail(duplicatePodError(p, "document "+strconv.Itoa(first)))
+			continue
+		}
+		firstDoc[key] = doc.index
+		setSourceAnnotations(p.pod, SourceFile, name+"#"+strconv.Itoa(doc.index), now)
+		out.pods = append(out.pods, p)
+	}
+	return out
+}
+
+// podKey is the pod's namespace/name, the identity the API server would enforce.
+func podKey(pod *v1.Pod) string { return pod.Namespace + "/" + pod.Name }
+
+// duplicatePodError says that p's pod is already defined elsewhere (where: "document 0" or
+// "a.yaml#0").
+func duplicatePodError(p parsedPod, where string) error {
+	fe := field.Duplicate(field.NewPath("metadata", "name"), p.manifestName)
+	fe.Detail = fmt.Sprintf("pod %s is already defined by %s", podKey(p.pod), where)
+	return fe
+}
+
+// splitDocuments cuts a file into its non-empty documents. A document that cannot even be
+// split off (an invalid "---" line) comes back with err set, so it counts and is reported
+// like any other bad document.
+func splitDocuments(name string, data []byte) []document {
+	if strings.EqualFold(filepath.Ext(name), ".json") {
+		if isEmptyDocument(data) {
+			return nil
+		}
+		return []document{{index: 0, data: data, isJSON: true}}
+	}
+	var docs []document
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		chunk, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return docs
+		}
+		if err != nil {
+			docs = append(docs, document{index: len(docs), err: err})
+			if errors.As(err, new(utilyaml.YAMLSyntaxError)) {
+				// A bad "---" line: the reader drops the document it was reading and goes
+				// on with the next line, so the remaining documents are still read.
+				continue
+			}
+			return docs
+		}
+		if isEmptyDocument(chunk) {
+			continue
+		}
+		docs = append(docs, document{index: len(docs), data: chunk})
+	}
+}
+
+// isEmptyDocument reports whether a document holds nothing but whitespace, comments or null.
+// A document that does not parse is not empty: its syntax error must be reported.
+func isEmptyDocument(data []byte) bool {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return true
+	}
+	j, err := yaml.YAMLToJSON(data)
+	return err == nil && bytes.Equal(bytes.TrimSpace(j), []byte("null"))
+}
+
+// parseDocument decodes, defaults and validates one document. It returns exactly one of: a
+// pod, an ignored document (another kind), or an error.
+func parseDocument(doc document, nodeName string) (parsedPod, *ignoredDocument, error) {
+	jsonData := doc.data
+	if !doc.isJSON {
+		var err error
+		if jsonData, err = yaml.YAMLToJSON(doc.data); err != nil {
+			return parsedPod{}, nil, err
+		}
+	}
+
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(jsonData, &tm); err != nil {
+		return parsedPod{}, nil, errors.New("a manifest document must be an object with apiVersion and kind")
+	}
+	var errs field.ErrorList
+	if tm.Kind == "" {
+		errs = append(errs, field.Required(field.NewPath("kind"), ""))
+	}
+	if tm.APIVersion == "" {
+		errs = append(errs, field.Required(field.NewPath("apiVersion"), ""))
+	}
+	if len(errs) > 0 {
+		return parsedPod{}, nil, errs.ToAggregate()
+	}
+	if tm.Kind != "Pod" {
+		return parsedPod{}, &ignoredDocument{document: doc.index, apiVersion: tm.APIVersion, kind: tm.Kind}, nil
+	}
+	if tm.APIVersion != "v1" {
+		return parsedPod{}, nil, field.NotSupported(field.NewPath("apiVersion"), tm.APIVersion, []string{"v1"})
+	}
+
+	pod, strictErrs, err := decodePod(doc, jsonData)
+	if err != nil {
+		return parsedPod{}, nil, err
+	}
+	uid, err := contentUID(SourceFile, nodeName, jsonData)
+	if err != nil {
+		return parsedPod{}, nil, err
+	}
+
+	manifestName := pod.Name
+	applyDefaults(pod, nodeName)
+	pod.UID = uid
+	all := strictErrs
+	for _, fe := range validatePod(pod, manifestName) {
+		all = append(all, fe)
+	}
+	if len(all) > 0 {
+		return parsedPod{}, nil, utilerrors.NewAggregate(all)
+	}
+	return parsedPod{pod: pod, document: doc.index, manifestName: manifestName}, nil, nil
+}
+
+// podCodecs holds the strict decoders. They are built once because a scheme and its
+// serializers are immutable after construction and safe for concurrent use; this is not
+// mutable package state.
+var podCodecs = sync.OnceValue(func() struct{ yaml, json runtime.Decoder } {
+	scheme := runtime.NewScheme()
+	if err := v1.AddToScheme(scheme); err != nil {
+		// Registering the built-in core/v1 types into a fresh scheme cannot fail.
+		panic(fmt.Sprintf("register core/v1 types: %v", err))
+	}
+	newCodec := func(isYAML bool) runtime.Decoder {
+		return serjson.NewSerializerWithOptions(serjson.DefaultMetaFactory, scheme, scheme,
+			serjson.SerializerOptions{Yaml: isYAML, Strict: true})
+	}
+	return struct{ yaml, json runtime.Decoder }{yaml: newCodec(true), json: newCodec(false)}
+})
+
+// decodePod decodes a Pod document strictly. Unknown and duplicate fields do not stop the
+// decoding; they come back as strictErrs, each naming its field path, and make the document
+// bad. A value of the wrong type (a string for a port, a malformed quantity) does stop it;
+// err then names the offending field, which the decoder itself does not do well.
+func decodePod(doc document, jsonData []byte) (pod *v1.Pod, strictErrs []error, err error) {
+	codec := podCodecs().yaml
+	if doc.isJSON {
+		codec = podCodecs().json
+	}
+	obj, _, err := codec.Decode(doc.data, nil, &v1.Pod{})
+	if err != nil {
+		se, ok := runtime.AsStrictDecodingError(err)
+		if !ok {
+			return nil, nil, describeDecodeError(err, jsonData, &v1.Pod{})
+		}
+		for _, e := range se.Errors() {
+			strictErrs = append(strictErrs, strictFieldError(e))
+		}
+	}
+	pod, ok := obj.(*v1.Pod)
+	if !ok || pod == nil {
+		// Decode into a *v1.Pod returns that pod; anything else is a decoder bug.
+		return nil, nil, fmt.Errorf("decoded %T, not a Pod", obj)
+	}
+	return pod, strictErrs, nil
+}

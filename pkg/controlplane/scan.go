@@ -1,0 +1,211 @@
+package controlplane
+
+import (
+	"crypto/sha256"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+)
+
+// scanner is one full pass over the manifest directory, plus the memory that passes share:
+// the last parse of each file (so unchanged files are neither decoded nor reported again),
+// when each pod was first seen, and which problems were already logged. Only the goroutine
+// running FileSource.Run uses it, so it has no lock.
+type scanner struct {
+	dir      string
+	nodeName string
+	log      *logrus.Entry
+	now      func() time.Time
+
+	files      map[string]*fileState   // by file name; the files of the last scan
+	firstSeen  map[types.UID]time.Time // UIDs of the last scan's pods
+	duplicates sets.Set[string]        // duplicates logged, as of the last scan
+	dirErr     string                  // the directory's reported read error; "" when readable
+}
+
+// fileState is what the scanner remembers about one file.
+type fileState struct {
+	sum     [sha256.Size]byte // of the content parsed; zero after a read error
+	parsed  parsedFile
+	readErr string // the read error last logged for this file
+}
+
+func newScanner(dir, nodeName string, log *logrus.Entry, now func() time.Time) *scanner {
+	return &scanner{
+		dir:        dir,
+		nodeName:   nodeName,
+		log:        log,
+		now:        now,
+		files:      map[string]*fileState{},
+		firstSeen:  map[types.UID]time.Time{},
+		duplicates: sets.New[string](),
+	}
+}
+
+// isManifestName says whether a directory entry is a manifest: *.yaml, *.yml or *.json, and
+// not hidden. Editors' backups and swap files ("web.yaml~", ".web.yaml.swp", "#web.yaml#")
+// and atomic-write temporaries ("web.yaml.tmp") fall out by the same rule.
+func isManifestName(name string) bool {
+	if strings.HasPrefix(name, ".") {
+		return false
+	}
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// scan reads the whole directory and returns the current set of valid pods, ordered by file
+// name and document index. The pods are the scanner's own: callers copy before handing out.
+// A missing or unreadable directory is an empty set.
+func (sc *scanner) scan() []*v1.Pod {
+	names := sc.listManifests()
+	current := make(map[string]*fileState, len(names))
+	for _, name := range names {
+		if st := sc.readFile(name); st != nil {
+			current[name] = st
+		}
+	}
+	sc.files = current
+	return sc.assemble(names)
+}
+
+// listManifests returns the manifest file names in the directory, sorted.
+func (sc *scanner) listManifests() []string {
+	entries, err := os.ReadDir(sc.dir)
+	if err != nil {
+		if msg := err.Error(); msg != sc.dirErr {
+			sc.dirErr = msg
+			l := sc.log.WithField("dir", sc.dir)
+			if errors.Is(err, fs.ErrNotExist) {
+				l.Warn("manifest directory does not exist; waiting for it to appear")
+			} else {
+				l.WithError(err).Error("cannot read manifest directory; treating it as empty")
+			}
+		}
+		return nil
+	}
+	if sc.dirErr != "" {
+		sc.dirErr = ""
+		sc.log.WithField("dir", sc.dir).Info("manifest directory is readable")
+	}
+	var names []string // ReadDir sorts by name
+	for _, e := range entries {
+		if !isManifestName(e.Name()) || e.IsDir() {
+			continue
+		}
+		if !e.Type().IsRegular() {
+			// Follow symlinks (a manifest may be a link into a config checkout); skip what is
+			// in the end not a regular file. A link that leads nowhere stays in, so that
+			// reading it reports the problem.
+			info, err := os.Stat(filepath.Join(sc.dir, e.Name()))
+			if err == nil && !info.Mode().IsRegular() {
+				continue
+			}
+		}
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// readFile reads and, if its content changed, parses one file, logging its problems once per
+// distinct content. It returns nil when the file has gone.
+func (sc *scanner) readFile(name string) *fileState {
+	st := sc.files[name]
+	if st == nil {
+		st = &fileState{}
+	}
+	l := sc.log.WithField("file", name)
+	p := filepath.Join(sc.dir, name)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, lerr := os.Lstat(p); lerr != nil {
+			return nil // deleted since the listing; its own event follows
+		}
+		// The name is there but leads nowhere: a dangling symlink, which the user wants to
+		// hear about like any other unreadable manifest.
+	}
+	if err != nil {
+		// Its pods drop out until it can be read again, predictable rather than stale.
+		if msg := err.Error(); msg != st.readErr {
+			l.WithError(err).Error("cannot read manifest file; its pods are removed")
+		}
+		return &fileState{readErr: err.Error()}
+	}
+	sum := sha256.Sum256(data)
+	if st.readErr == "" && st.sum == sum {
+		return st
+	}
+	parsed := parseFile(name, data, sc.nodeName, sc.now())
+	for _, err := range parsed.errs {
+		logManifestError(l, err)
+	}
+	for _, ig := range parsed.ignored {
+		l.WithFields(logrus.Fields{
+			"document":   ig.document,
+			"kind":       ig.kind,
+			"apiVersion": ig.apiVersion,
+		}).Warn("manifest document ignored: kind not supported yet")
+	}
+	return &fileState{sum: sum, parsed: parsed}
+}
+
+// logManifestError logs one bad document: the fields say where, the error what.
+func logManifestError(l *logrus.Entry, err error) {
+	var me *ManifestError
+	if errors.As(err, &me) {
+		l.WithField("document", me.Document).WithError(me.Err).Error("bad manifest document; skipped")
+		return
+	}
+	l.WithError(err).Error("bad manifest document; skipped")
+}
+
+// assemble builds the set from the parsed files. Two documents defining the same
+// namespace/name: the first in file-name order wins, the other is skipped and logged (once).
+func (sc *scanner) assemble(names []string) []*v1.Pod {
+	var pods []*v1.Pod
+	definedBy := map[string]string{} // pod key -> "file#document"
+	duplicates := sets.New[string]()
+	firstSeen := make(map[types.UID]time.Time, len(sc.firstSeen))
+	for _, name := range names {
+		st := sc.files[name]
+		if st == nil {
+			continue
+		}
+		for _, p := range st.parsed.pods {
+			key := podKey(p.pod)
+			loc := name + "#" + strconv.Itoa(p.document)
+			if first, ok := definedBy[key]; ok {
+				id := key + " " + loc + " " + string(p.pod.UID) + " " + first
+				duplicates.Insert(id)
+				if !sc.duplicates.Has(id) {
+					sc.log.WithFields(logrus.Fields{"file": name, "document": p.document, "definedBy": first}).
+						WithError(duplicatePodError(p, first)).Error("duplicate manifest pod; skipped")
+				}
+				continue
+			}
+			definedBy[key] = loc
+
+			seen, ok := sc.firstSeen[p.pod.UID]
+			if !ok {
+				seen = sc.now()
+			}
+			firstSeen[p.pod.UID] = seen
+			p.pod.Annotations[AnnotationConfigSeen] = seen.UTC().Format(time.RFC3339Nano)
+			pods = append(pods, p.pod)
+		}
+	}
+	sc.duplicates = duplicates
+	sc.firstSeen = firstSeen
+	return pods
+}
