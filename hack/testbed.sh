@@ -18,7 +18,7 @@ log() { printf '[testbed] %s\n' "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
 usage() {
-	echo "usage: $0 up DIR INDEX | $0 down DIR" >&2
+	echo "usage: $0 up DIR INDEX | $0 down DIR | $0 restart-containerd DIR" >&2
 	exit 2
 }
 
@@ -491,7 +491,28 @@ down() {
 	log "down: $dir removed"
 }
 
+# restart_containerd stops containerd and starts it again on the same state, as an upgrade or
+# a crash-and-restart would: the shims and the pods keep running meanwhile.
+restart_containerd() {
+	set -e
+	local dir=$1 pid
+	[ -f "$dir/testbed.env" ] || die "no test bed in $dir"
+	pid=$(env_get "$dir/testbed.env" CONTAINERD_PID)
+	is_ours "$pid" "$dir" || die "containerd pid $pid of $dir is not running"
+	stop_pids "$dir" containerd="$pid"
+	: >"$dir/testbed.env.partial" # start_containerd records the new PID there
+	start_containerd "$dir"
+	pid=$(env_get "$dir/testbed.env.partial" CONTAINERD_PID)
+	rm -f "$dir/testbed.env.partial"
+	sed -i "s/^CONTAINERD_PID=.*/CONTAINERD_PID=$pid/" "$dir/testbed.env"
+	log "containerd restarted (pid $pid)"
+}
+
 case "${1:-}" in
+restart-containerd)
+	[ $# -eq 2 ] || usage
+	restart_containerd "$2"
+	;;
 up)
 	[ $# -eq 3 ] || usage
 	up "$2" "$3"

@@ -22,8 +22,9 @@ type Config struct {
 	// wants are terminated: until then, an empty desired set just means "not loaded yet".
 	Sources []string
 
-	// RelistPeriod is how often the runtime is listed to notice container exits and
-	// changes made behind the agent's back; default 2s.
+	// RelistPeriod is how often the runtime is listed to notice changes made behind the
+	// agent's back. Runtime events (HandleContainerEvent) are the fast path; this is the
+	// safety net. Default 30s.
 	RelistPeriod time.Duration
 	// ResyncPeriod re-runs every worker's sync even when nothing was noticed; default 60s.
 	ResyncPeriod time.Duration
@@ -54,7 +55,7 @@ func (c *Config) setDefaults() error {
 		c.RuntimeName = "containerd"
 	}
 	if c.RelistPeriod <= 0 {
-		c.RelistPeriod = 2 * time.Second
+		c.RelistPeriod = 30 * time.Second
 	}
 	if c.ResyncPeriod <= 0 {
 		c.ResyncPeriod = time.Minute
@@ -67,3 +68,7 @@ func (c *Config) setDefaults() error {
 	}
 	return nil
 }
+
+// runtimeRetry is how soon a worker retries after the runtime failed to answer (containerd
+// restarting, a call timing out): short, because nothing about the pod itself is wrong.
+const runtimeRetry = 2 * time.Second

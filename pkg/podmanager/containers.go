@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/sirupsen/logrus"
@@ -29,24 +30,30 @@ const (
 func containerBackoffKey(name string) string { return "container/" + name }
 
 // startOrBackoff starts a new instance of c unless the container is backing off. latest is
-// the instance it replaces, if any.
+// the instance it replaces, if any. The wait after a crash counts from the exit, as the
+// kubelet's does; the wait after a failed create or start counts from that failure.
 func (w *worker) startOrBackoff(ctx context.Context, pod *v1.Pod, c *v1.Container, sb *runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, st *podState, latest *containerInfo, again requeue) bool {
 	key := containerBackoffKey(c.Name)
-	if rem := w.backoff.Remaining(key); rem > 0 {
+	rem := w.backoff.Remaining(key)
+	if exit := latest.finishedAt(); !exit.IsZero() {
+		rem = max(rem, w.backoff.RemainingSince(key, exit))
+	}
+	if rem > 0 {
 		if cur := w.waiting[c.Name]; cur == nil || cur.Reason == reasonCrashLoopBackOff {
 			w.waiting[c.Name] = &v1.ContainerStateWaiting{
-				Reason:  reasonCrashLoopBackOff,
-				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", w.backoff.Current(key), c.Name, pod.Name),
+				Reason: reasonCrashLoopBackOff,
+				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s (next restart in %s)",
+					w.backoff.Current(key), c.Name, pod.Name, rem.Round(time.Second)),
 			}
 		}
 		again(rem)
 		return false
 	}
-	var attempt uint32
+	var restarts int32
 	if latest != nil {
-		attempt = latest.attempt() + 1
+		restarts = latest.restartCount() + 1
 	}
-	started, acted := w.startContainer(ctx, pod, c, sb, sbCfg, st, attempt, again)
+	started, acted := w.startContainer(ctx, pod, c, sb, sbCfg, st, restarts, again)
 	if started && latest != nil {
 		// A restart: the next one has to wait, longer each time (reset after quiet running).
 		w.backoff.Failed(key)
@@ -55,7 +62,8 @@ func (w *worker) startOrBackoff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 }
 
 // startContainer pulls the image if needed, then creates and starts one instance of c.
-func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, sb *runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, st *podState, attempt uint32, again requeue) (started, acted bool) {
+func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, sb *runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, st *podState, restarts int32, again requeue) (started, acted bool) {
+	attempt := uint32(restarts)
 	log := w.log.WithFields(logrus.Fields{"container": c.Name, "attempt": attempt})
 	imageRef, waiting := w.ensureImage(ctx, c, sbCfg, again)
 	if waiting != nil {

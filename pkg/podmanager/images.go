@@ -25,7 +25,7 @@ func (w *worker) ensureImage(ctx context.Context, c *v1.Container, sbCfg *runtim
 	log := w.log.WithFields(logrus.Fields{"container": c.Name, "image": c.Image})
 	img, err := w.m.images.ImageStatus(ctx, spec)
 	if err != nil {
-		again(w.m.cfg.RelistPeriod)
+		again(runtimeRetry)
 		return "", &v1.ContainerStateWaiting{Reason: reasonImageInspectError, Message: fmt.Sprintf("Failed to inspect image %q: %v", c.Image, err)}
 	}
 	if img != nil && c.ImagePullPolicy != v1.PullAlways {

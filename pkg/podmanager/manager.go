@@ -32,6 +32,9 @@ type Manager struct {
 	synced   chan struct{}          // closed after the first sync of the first desired set
 	relisted map[types.UID]string   // owned by the relist loop: last runtime fingerprint per pod
 	firstSet map[types.UID]struct{} // guarded by mu: pods of the first full desired set not yet synced once
+	// owners maps sandbox and container IDs to their pod, for events that carry only an ID.
+	owners    map[string]types.UID // guarded by mu
+	relistNow chan struct{}        // capacity 1: asks the relist loop for a pass now
 }
 
 // New returns a manager; Run starts it.
@@ -40,15 +43,17 @@ func New(cfg Config, rt Runtime, images ImageService) (*Manager, error) {
 		return nil, err
 	}
 	return &Manager{
-		cfg:      cfg,
-		rt:       rt,
-		images:   images,
-		status:   status.NewStore(),
-		log:      cfg.Log,
-		sources:  map[string][]*v1.Pod{},
-		workers:  map[types.UID]*worker{},
-		synced:   make(chan struct{}),
-		relisted: map[types.UID]string{},
+		cfg:       cfg,
+		rt:        rt,
+		images:    images,
+		status:    status.NewStore(),
+		log:       cfg.Log,
+		sources:   map[string][]*v1.Pod{},
+		workers:   map[types.UID]*worker{},
+		synced:    make(chan struct{}),
+		relisted:  map[types.UID]string{},
+		owners:    map[string]types.UID{},
+		relistNow: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -188,6 +193,7 @@ func (m *Manager) Run(ctx context.Context) {
 			m.waitWorkers(5 * time.Second)
 			return
 		case <-t.C():
+		case <-m.relistNow:
 		}
 	}
 }
@@ -199,6 +205,37 @@ func (m *Manager) waitWorkers(limit time.Duration) {
 	case <-done:
 	case <-time.After(limit):
 		m.log.Warn("some pod workers were still busy at shutdown; they resume after restart")
+	}
+}
+
+// HandleContainerEvent wakes the worker of the pod a runtime event is about. Events carry the
+// pod's UID on the CRI path; on containerd's path only an ID, which relists map to a pod. An
+// event about an ID no relist has seen yet (a container created a moment ago) asks for a
+// relist, which wakes the pod if its state changed.
+func (m *Manager) HandleContainerEvent(containerID, podUID, event string) {
+	m.mu.Lock()
+	uid := types.UID(podUID)
+	if uid == "" {
+		uid = m.owners[containerID]
+	}
+	w := m.workers[uid]
+	if w != nil {
+		w.poke()
+	}
+	m.mu.Unlock()
+	// The bench reads this line's timestamp as "the worker was notified".
+	m.log.WithFields(logrus.Fields{"containerID": containerID, "event": event, "podUID": uid}).Debug("runtime event")
+	if w == nil {
+		m.RequestRelist()
+	}
+}
+
+// RequestRelist asks for a relist now, e.g. after the event stream was re-established and
+// events may have been missed. It never blocks.
+func (m *Manager) RequestRelist() {
+	select {
+	case m.relistNow <- struct{}{}:
+	default:
 	}
 }
 
@@ -228,8 +265,10 @@ func (m *Manager) relist(ctx context.Context) {
 	}
 	parts := map[types.UID][]string{}
 	orphans := map[types.UID]*v1.Pod{}
+	owners := map[string]types.UID{}
 	for _, s := range sandboxes {
 		uid := types.UID(s.Labels[cri.LabelPodUID])
+		owners[s.Id] = uid
 		parts[uid] = append(parts[uid], "s:"+s.Id+":"+s.State.String())
 		if _, ok := orphans[uid]; !ok {
 			orphans[uid] = orphanPod(s.Labels, s.Annotations)
@@ -237,6 +276,7 @@ func (m *Manager) relist(ctx context.Context) {
 	}
 	for _, c := range containers {
 		uid := types.UID(c.Labels[cri.LabelPodUID])
+		owners[c.Id] = uid
 		parts[uid] = append(parts[uid], "c:"+c.Id+":"+c.State.String())
 	}
 	now := map[types.UID]string{}
@@ -247,6 +287,7 @@ func (m *Manager) relist(ctx context.Context) {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.owners = owners
 	for uid, fp := range now {
 		if m.relisted[uid] == fp {
 			continue

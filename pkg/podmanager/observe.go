@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
+	"time"
 
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -31,6 +33,30 @@ func (ci *containerInfo) name() string { return ci.c.GetMetadata().GetName() }
 func (ci *containerInfo) attempt() uint32 { return ci.c.GetMetadata().GetAttempt() }
 
 func (ci *containerInfo) state() runtimeapi.ContainerState { return ci.c.State }
+
+// restartCount is the count the instance was created with, from the kubelet's annotation, so
+// it survives agent restarts; instances without it fall back to the CRI attempt.
+func (ci *containerInfo) restartCount() int32 {
+	if v, ok := ci.c.Annotations[cri.AnnotationRestartCount]; ok {
+		if n, err := strconv.ParseInt(v, 10, 32); err == nil && n >= 0 {
+			return int32(n)
+		}
+	}
+	return int32(ci.attempt())
+}
+
+// hasStarted reports whether the instance ever ran.
+func (ci *containerInfo) hasStarted() bool {
+	return ci != nil && ci.status != nil && ci.status.StartedAt != 0
+}
+
+// finishedAt is when an exited instance exited; zero otherwise (and for a nil instance).
+func (ci *containerInfo) finishedAt() time.Time {
+	if ci == nil || ci.status == nil || ci.state() != runtimeapi.ContainerState_CONTAINER_EXITED || ci.status.FinishedAt == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ci.status.FinishedAt)
+}
 
 // exitCode is only meaningful for an exited container with a status.
 func (ci *containerInfo) exitCode() int32 {

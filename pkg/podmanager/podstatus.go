@@ -41,6 +41,14 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 		c := &pod.Spec.InitContainers[i]
 		cs := w.containerStatus(pod, c, st, reasonPodInitializing)
 		s.InitContainerStatuses = append(s.InitContainerStatuses, cs)
+		if isSidecar(c) {
+			// A sidecar has done its part of initialization once it has run.
+			if !st.latest(c.Name).hasStarted() {
+				initDone = false
+				pendingInit = append(pendingInit, c.Name)
+			}
+			continue
+		}
 		if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
 			initDone = false
 			pendingInit = append(pendingInit, c.Name)
@@ -117,7 +125,7 @@ func (w *worker) containerStatus(pod *v1.Pod, c *v1.Container, st *podState, wai
 	ls := latest.status
 	cs.ContainerID = w.m.cfg.RuntimeName + "://" + latest.c.Id
 	cs.ImageID = ls.ImageRef
-	cs.RestartCount = int32(latest.attempt())
+	cs.RestartCount = latest.restartCount()
 	if prev := st.previous(c.Name); prev != nil && prev.status != nil &&
 		prev.status.State == runtimeapi.ContainerState_CONTAINER_EXITED {
 		cs.LastTerminationState.Terminated = w.terminated(prev.c.Id, prev.status)
@@ -128,7 +136,7 @@ func (w *worker) containerStatus(pod *v1.Pod, c *v1.Container, st *podState, wai
 		cs.Ready, *cs.Started = true, true
 	case runtimeapi.ContainerState_CONTAINER_EXITED:
 		term := w.terminated(latest.c.Id, ls)
-		if waiting != nil && shouldRestart(pod.Spec.RestartPolicy, ls.ExitCode) {
+		if waiting != nil && (isSidecar(c) || shouldRestart(pod.Spec.RestartPolicy, ls.ExitCode)) {
 			cs.State.Waiting = waiting
 			cs.LastTerminationState = v1.ContainerState{Terminated: term}
 		} else {
@@ -174,8 +182,8 @@ func nanoTime(ns int64) metav1.Time {
 func podPhase(pod *v1.Pod, initStatuses, statuses []v1.ContainerStatus, initDone bool) v1.PodPhase {
 	if !initDone {
 		if pod.Spec.RestartPolicy == v1.RestartPolicyNever {
-			for _, cs := range initStatuses {
-				if t := cs.State.Terminated; t != nil && t.ExitCode != 0 {
+			for i, cs := range initStatuses {
+				if t := cs.State.Terminated; t != nil && t.ExitCode != 0 && !isSidecar(&pod.Spec.InitContainers[i]) {
 					return v1.PodFailed
 				}
 			}

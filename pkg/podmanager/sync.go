@@ -25,7 +25,7 @@ func (w *worker) sync(ctx context.Context, pod *v1.Pod) time.Duration {
 		if ctx.Err() == nil {
 			w.log.WithError(err).Warn("reading the pod's state from the runtime failed")
 		}
-		return w.m.cfg.RelistPeriod
+		return runtimeRetry
 	}
 	next := w.m.cfg.ResyncPeriod
 	lower := func(d time.Duration) {
@@ -55,7 +55,7 @@ func (w *worker) reconcile(ctx context.Context, pod *v1.Pod, st *podState, again
 			w.log.Info("pod finished; stopping its sandbox")
 			if err := w.m.rt.StopPodSandbox(ctx, sb.Id); err != nil {
 				w.log.WithError(err).Warn("stopping the sandbox of a finished pod failed")
-				again(w.m.cfg.RelistPeriod)
+				again(runtimeRetry)
 			}
 			return true
 		}
@@ -98,30 +98,59 @@ func (w *worker) reconcile(ctx context.Context, pod *v1.Pod, st *podState, again
 	return acted
 }
 
-// syncInitContainers runs init containers one at a time, in order, each to a zero exit. It
-// reports whether all are done.
+// syncInitContainers runs init containers one at a time, in order, in the current sandbox
+// (a new sandbox runs them again, as a restarted pod does). A regular init container must
+// exit 0 before the next starts; a sidecar (restartPolicy Always on an init container) must
+// be running, and is restarted whenever it exits, without holding up the containers after
+// it. It reports whether initialization is complete.
 func (w *worker) syncInitContainers(ctx context.Context, pod *v1.Pod, sb *runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, st *podState, again requeue) (done, acted bool) {
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		latest := st.latest(c.Name)
-		if latest != nil {
+		inSandbox := latest != nil && latest.c.PodSandboxId == sb.Id
+		if inSandbox && latest.state() == runtimeapi.ContainerState_CONTAINER_CREATED {
+			w.startCreated(ctx, pod, c, latest, again)
+			return false, true
+		}
+		if isSidecar(c) {
+			switch {
+			case inSandbox && latest.state() == runtimeapi.ContainerState_CONTAINER_RUNNING:
+				continue
+			case inSandbox && latest.hasStarted():
+				if w.startOrBackoff(ctx, pod, c, sb, sbCfg, st, latest, again) {
+					acted = true
+				}
+				continue
+			default:
+				// Look again at once: the sidecar is running as soon as the start returns,
+				// and the containers after it need not wait for an event.
+				if w.startOrBackoff(ctx, pod, c, sb, sbCfg, st, latest, again) {
+					again(0)
+					acted = true
+				}
+				return false, acted
+			}
+		}
+		if inSandbox {
 			switch latest.state() {
 			case runtimeapi.ContainerState_CONTAINER_EXITED:
 				if latest.exitCode() == 0 {
 					continue
 				}
 			case runtimeapi.ContainerState_CONTAINER_RUNNING, runtimeapi.ContainerState_CONTAINER_UNKNOWN:
-				return false, false // wait for it to exit
-			case runtimeapi.ContainerState_CONTAINER_CREATED:
-				if latest.c.PodSandboxId == sb.Id {
-					w.startCreated(ctx, pod, c, latest, again)
-					return false, true
-				}
+				return false, acted // wait for it to exit
 			}
 		}
-		return false, w.startOrBackoff(ctx, pod, c, sb, sbCfg, st, latest, again)
+		// Not run in this sandbox yet, or failed: restartPolicy Never pods are finished
+		// before this point, so a failed one is retried here.
+		return false, w.startOrBackoff(ctx, pod, c, sb, sbCfg, st, latest, again) || acted
 	}
-	return true, false
+	return true, acted
+}
+
+// isSidecar reports whether c is a restartable init container.
+func isSidecar(c *v1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways
 }
 
 // shouldRestart applies the pod's restartPolicy to a container that exited with code.
@@ -136,13 +165,18 @@ func shouldRestart(policy v1.RestartPolicy, code int32) bool {
 	}
 }
 
-// podFinished reports whether no container of the pod will ever run again: an init container
-// failed under restartPolicy Never, or every app container exited and may not restart.
+// podFinished reports whether no app container of the pod will ever run again: a regular init
+// container failed under restartPolicy Never, or every app container exited and may not
+// restart. Sidecars do not count: they are stopped with the pod.
 func podFinished(pod *v1.Pod, st *podState) bool {
 	if pod.Spec.RestartPolicy == v1.RestartPolicyAlways || pod.Spec.RestartPolicy == "" {
 		return false
 	}
-	for _, c := range pod.Spec.InitContainers {
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		if isSidecar(c) {
+			continue // sidecars never finish a pod; they are stopped with it
+		}
 		l := st.latest(c.Name)
 		if l != nil && l.state() == runtimeapi.ContainerState_CONTAINER_EXITED && l.exitCode() != 0 &&
 			pod.Spec.RestartPolicy == v1.RestartPolicyNever {

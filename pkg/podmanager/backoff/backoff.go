@@ -82,6 +82,20 @@ func (b *Backoff) Remaining(key string) time.Duration {
 	return 0
 }
 
+// RemainingSince is how long key must still wait when the wait counts from t, the time of the
+// failure itself (a container's exit), rather than from when it was recorded. A key whose
+// last recorded attempt was Reset or more before t is free: the attempt ran clean that long.
+func (b *Backoff) RemainingSince(key string, t time.Time) time.Duration {
+	e, ok := b.entries[key]
+	if !ok || t.Sub(e.last) >= b.cfg.Reset {
+		return 0
+	}
+	if left := t.Add(e.wait).Sub(b.clock.Now()); left > 0 {
+		return left
+	}
+	return 0
+}
+
 // Current is the wait recorded for key by its last failure (zero if none), for messages such
 // as "back-off 20s restarting failed container".
 func (b *Backoff) Current(key string) time.Duration {

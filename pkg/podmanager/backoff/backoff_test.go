@@ -67,3 +67,19 @@ func TestBackoffKeysAreIndependent(t *testing.T) {
 		t.Fatalf("forgotten key still waits %v", r)
 	}
 }
+
+func TestBackoffRemainingSinceCountsFromTheFailure(t *testing.T) {
+	clk := testclock.NewFakePassiveClock(time.Unix(1000, 0))
+	b := New(Config{Initial: 10 * time.Second, Max: time.Minute, Reset: 10 * time.Minute}, clk)
+	b.Failed("c") // restarted now; the next restart waits 10s after that instance exits
+	exit := clk.Now().Add(3 * time.Second)
+	clk.SetTime(exit.Add(time.Second))
+	if r := b.RemainingSince("c", exit); r != 9*time.Second {
+		t.Fatalf("remaining = %v, want 9s (10s from the exit)", r)
+	}
+	cleanExit := clk.Now().Add(10 * time.Minute)
+	clk.SetTime(cleanExit)
+	if r := b.RemainingSince("c", cleanExit); r != 0 {
+		t.Fatalf("after 10m of clean running the restart must be immediate, got %v", r)
+	}
+}

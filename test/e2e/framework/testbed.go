@@ -105,3 +105,13 @@ func loadTestbed(dir string) (*Testbed, error) {
 	}
 	return tb, nil
 }
+
+// RestartContainerd stops the test bed's containerd and starts it again on the same state;
+// running containers (their shims) live on, as on a node where containerd is upgraded.
+func RestartContainerd(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "testbed.sh"), "restart-containerd", TB.Dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("restart containerd: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,121 @@
+package restart
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/nodeagent/nodeagent/test/e2e/framework"
+)
+
+// With a 1 s initial backoff and an 8 s cap, a container that fails at once is restarted at
+// once, then after 1 s, 2 s, 4 s: the gaps between an exit and the next start double.
+func TestAlwaysRestartsWithDoublingDelay(t *testing.T) {
+	t.Parallel()
+	for _, mode := range eventModes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			a := agentWith(t, mode)
+			rec := record(t, a, "crash", "main")
+			a.WriteManifest("crash.yaml", pod("crash", "Always", "exit 1"))
+
+			var ins []instance
+			framework.Eventually(t, 60*time.Second, func() (bool, string) {
+				ins = rec.instances()
+				done := 0
+				for _, in := range ins {
+					if !in.finished.IsZero() {
+						done++
+					}
+				}
+				return len(ins) >= 5 && done >= 4, fmt.Sprintf("%d instances, %d exited", len(ins), done)
+			})
+			want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second}
+			for i, w := range want {
+				gap := ins[i+1].started.Sub(ins[i].finished)
+				t.Logf("restart %d: %v after the exit (backoff %v)", i+1, gap.Round(time.Millisecond), w)
+				if ins[i+1].restarts != ins[i].restarts+1 {
+					t.Errorf("restart counts %d then %d", ins[i].restarts, ins[i+1].restarts)
+				}
+				switch {
+				case i == 0 && gap > time.Second:
+					t.Errorf("the first restart took %v; it must be immediate (the exit event was missed?)", gap)
+				case i > 0 && gap < w-100*time.Millisecond:
+					t.Errorf("restart %d came %v after the exit, before its %v backoff", i+1, gap, w)
+				case i > 0 && gap > w+2*time.Second:
+					t.Errorf("restart %d came %v after the exit, far after its %v backoff", i+1, gap, w)
+				}
+			}
+			p := a.FindPod("crash")
+			if p == nil || p.Status.Phase != v1.PodRunning {
+				t.Fatalf("an Always pod must stay Running, got %v", p)
+			}
+		})
+	}
+}
+
+func TestCrashLoopBackOffShowsTheWait(t *testing.T) {
+	t.Parallel()
+	a := framework.StartAgent(t, framework.AgentOptions{ExtraArgs: []string{"--restart-backoff-initial", "30s"}})
+	a.WriteManifest("loop.yaml", pod("loop", "Always", "exit 2"))
+	p := a.WaitPod("loop", 30*time.Second, "in CrashLoopBackOff", func(p *v1.Pod) bool {
+		cs := containerStatus(p, "main")
+		return cs != nil && cs.State.Waiting != nil && cs.State.Waiting.Reason == "CrashLoopBackOff"
+	})
+	cs := containerStatus(p, "main")
+	if cs.RestartCount != 1 || cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ExitCode != 2 {
+		t.Fatalf("status = %+v", cs)
+	}
+	t.Logf("waiting: %s", cs.State.Waiting.Message)
+	if msg := cs.State.Waiting.Message; !strings.Contains(msg, "back-off 30s restarting failed container=main") || !strings.Contains(msg, "next restart in") {
+		t.Fatalf("message %q does not give the wait", msg)
+	}
+}
+
+func TestRestartPolicies(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, policy, command string
+		phase                 v1.PodPhase
+		restarted             bool
+	}{
+		{"onfailure-exit0-succeeds", "OnFailure", "exit 0", v1.PodSucceeded, false},
+		{"onfailure-exit1-restarts", "OnFailure", "sleep 0.5; exit 1", v1.PodRunning, true},
+		{"never-exit1-fails", "Never", "exit 1", v1.PodFailed, false},
+		{"never-exit0-succeeds", "Never", "exit 0", v1.PodSucceeded, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for _, mode := range eventModes {
+				t.Run(mode, func(t *testing.T) {
+					a := agentWith(t, mode)
+					a.WriteManifest("p.yaml", pod("p", tc.policy, tc.command))
+					if tc.restarted {
+						a.WaitPod("p", 30*time.Second, "restarted", func(p *v1.Pod) bool {
+							cs := containerStatus(p, "main")
+							return cs != nil && cs.RestartCount >= 1 && p.Status.Phase == tc.phase
+						})
+						return
+					}
+					p := a.WaitPod("p", 30*time.Second, string(tc.phase), func(p *v1.Pod) bool { return p.Status.Phase == tc.phase })
+					if cs := containerStatus(p, "main"); cs.RestartCount != 0 || cs.State.Terminated == nil {
+						t.Fatalf("container status = %+v", cs)
+					}
+					// A finished pod gives back its sandbox.
+					framework.Eventually(t, 10*time.Second, func() (bool, string) {
+						for _, sb := range a.Sandboxes(nil) {
+							if sb.State.String() == "SANDBOX_READY" {
+								return false, "the finished pod's sandbox is still ready"
+							}
+						}
+						return true, ""
+					})
+				})
+			}
+		})
+	}
+}
