@@ -7,10 +7,13 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
 )
 
 // config is the agent's configuration. Every flag is also a key of the same name in the YAML
@@ -26,6 +29,12 @@ type config struct {
 	DebugAddress    string
 	LogLevel        string
 	LogFormat       string
+
+	RuntimeEvents         string
+	RelistPeriod          time.Duration
+	RestartBackoffInitial time.Duration
+	RestartBackoffMax     time.Duration
+	RestartBackoffReset   time.Duration
 }
 
 func defaultNodeName() string {
@@ -49,6 +58,11 @@ func flagSet(cfg *config) *pflag.FlagSet {
 	fs.StringVar(&cfg.DebugAddress, "debug-address", "127.0.0.1:10248", "address of the debug HTTP server (/healthz, /readyz, /pods)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&cfg.RuntimeEvents, "runtime-events", "auto", "where container events come from: auto (CRI events, else containerd's event service), cri, or containerd")
+	fs.DurationVar(&cfg.RelistPeriod, "relist-period", 30*time.Second, "how often the runtime is listed as a safety net behind its events")
+	fs.DurationVar(&cfg.RestartBackoffInitial, "restart-backoff-initial", 10*time.Second, "wait before the second restart of a crashing container (the first is immediate)")
+	fs.DurationVar(&cfg.RestartBackoffMax, "restart-backoff-max", 300*time.Second, "cap of the doubling restart wait")
+	fs.DurationVar(&cfg.RestartBackoffReset, "restart-backoff-reset", 10*time.Minute, "running this long without a failure resets the restart wait")
 	return fs
 }
 
@@ -141,6 +155,20 @@ func (c *config) validate() error {
 	if !strings.HasPrefix(c.RuntimeEndpoint, "unix://") && !strings.HasPrefix(c.RuntimeEndpoint, "/") {
 		return fmt.Errorf("runtime-endpoint: %q must be unix:///path/to/socket", c.RuntimeEndpoint)
 	}
+	if _, err := cri.ParseEventsMode(c.RuntimeEvents); err != nil {
+		return fmt.Errorf("runtime-events: %v", err)
+	}
+	for key, d := range map[string]time.Duration{
+		"relist-period": c.RelistPeriod, "restart-backoff-initial": c.RestartBackoffInitial,
+		"restart-backoff-max": c.RestartBackoffMax, "restart-backoff-reset": c.RestartBackoffReset,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s: %s must be positive", key, d)
+		}
+	}
+	if c.RestartBackoffMax < c.RestartBackoffInitial {
+		return fmt.Errorf("restart-backoff-max: %s is less than restart-backoff-initial %s", c.RestartBackoffMax, c.RestartBackoffInitial)
+	}
 	for key, dir := range map[string]string{"root-dir": c.RootDir, "pod-logs-dir": c.PodLogsDir} {
 		if dir == "" || !strings.HasPrefix(dir, "/") {
 			return fmt.Errorf("%s: %q must be an absolute path", key, dir)
@@ -156,7 +184,8 @@ func (c *config) newLogger() *logrus.Logger {
 	lvl, _ := logrus.ParseLevel(c.LogLevel)
 	log.SetLevel(lvl)
 	if c.LogFormat == "json" {
-		log.SetFormatter(&logrus.JSONFormatter{})
+		// Nanosecond timestamps: event latencies are read off the log.
+		log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano})
 	} else {
 		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
 	}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeConfig(t *testing.T, content string) string {
@@ -49,6 +50,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad node ip", "node-ip: 10.0.0\n", nil, `node-ip: "10.0.0"`},
 		{"unknown flag", "", []string{"--no-such-flag"}, `unknown flag: --no-such-flag`},
 		{"not yaml", "a: [\n", nil, "not valid YAML"},
+		{"bad duration", "relist-period: soon\n", nil, `key "relist-period"`},
+		{"zero backoff", "restart-backoff-initial: 0s\n", nil, "restart-backoff-initial: 0s must be positive"},
+		{"cap below initial", "restart-backoff-initial: 1m\nrestart-backoff-max: 10s\n", nil, "restart-backoff-max: 10s is less than"},
+		{"bad events mode", "runtime-events: polling\n", nil, "runtime-events:"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +66,17 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestDurationsFromFileAndFlags(t *testing.T) {
+	file := writeConfig(t, "relist-period: 45s\nrestart-backoff-initial: 1s\n")
+	cfg, err := loadConfig([]string{"--config", file, "--restart-backoff-max", "2s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RelistPeriod != 45*time.Second || cfg.RestartBackoffInitial != time.Second || cfg.RestartBackoffMax != 2*time.Second || cfg.RestartBackoffReset != 10*time.Minute {
+		t.Fatalf("durations = %v %v %v %v", cfg.RelistPeriod, cfg.RestartBackoffInitial, cfg.RestartBackoffMax, cfg.RestartBackoffReset)
 	}
 }
 

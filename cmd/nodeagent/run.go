@@ -13,6 +13,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/controlplane"
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
+	"github.com/nodeagent/nodeagent/pkg/podmanager/backoff"
 	"github.com/nodeagent/nodeagent/pkg/server"
 )
 
@@ -102,23 +103,46 @@ func run(ctx context.Context, cfg *config) error {
 		sources = append(sources, controlplane.SourceFile)
 	}
 	m, err := podmanager.New(podmanager.Config{
-		NodeName:    cfg.NodeName,
-		NodeIP:      nodeIP,
-		PodLogsDir:  cfg.PodLogsDir,
-		RuntimeName: ver.RuntimeName,
-		Log:         log,
-		Sources:     sources,
+		NodeName:     cfg.NodeName,
+		NodeIP:       nodeIP,
+		PodLogsDir:   cfg.PodLogsDir,
+		RuntimeName:  ver.RuntimeName,
+		Log:          log,
+		Sources:      sources,
+		RelistPeriod: cfg.RelistPeriod,
+		Backoff: backoff.Config{
+			Initial: cfg.RestartBackoffInitial,
+			Max:     cfg.RestartBackoffMax,
+			Reset:   cfg.RestartBackoffReset,
+		},
 	}, rt, rt)
 	if err != nil {
 		return err
 	}
 	mgr.Store(m)
 
+	// Exits reach the pod workers through runtime events; a re-established stream may have
+	// missed some, so it asks for a relist each time.
+	mode, _ := cri.ParseEventsMode(cfg.RuntimeEvents) // validated with the config
+	go func() {
+		err := rt.RunEvents(ctx, cri.EventsConfig{
+			Mode: mode,
+			Log:  log,
+			Handler: func(ev cri.ContainerEvent) {
+				m.HandleContainerEvent(ev.ContainerID, ev.PodUID, string(ev.Type))
+			},
+			Resync: m.RequestRelist,
+		})
+		if err != nil && ctx.Err() == nil {
+			log.WithError(err).Error("the runtime event stream stopped; relying on relists")
+		}
+	}()
+
 	if cfg.PodManifestPath != "" {
 		fsrc, err := controlplane.NewFileSource(controlplane.FileSourceConfig{
 			Dir:      cfg.PodManifestPath,
 			NodeName: cfg.NodeName,
-			Log:      log.WithField("source", controlplane.SourceFile),
+			Log:      log,
 		})
 		if err != nil {
 			return fmt.Errorf("pod-manifest-path: %w", err)

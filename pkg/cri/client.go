@@ -62,8 +62,9 @@ type Client struct {
 	callTimeout time.Duration
 	pullTimeout time.Duration
 
-	// clock, backoffInitial and backoffMax pace WaitReady; tests replace the
-	// clock with a fake one so they never sleep.
+	// clock, backoffInitial and backoffMax pace WaitReady and RunEvents'
+	// resubscriptions; tests replace the clock with a fake one so they
+	// never sleep.
 	clock          clock.Clock
 	backoffInitial time.Duration
 	backoffMax     time.Duration
@@ -86,11 +87,33 @@ func New(endpoint string, opts Options) (*Client, error) {
 		opts.PullTimeout = DefaultPullTimeout
 	}
 
+	conn, err := dialUnix(path)
+	if err != nil {
+		return nil, fmt.Errorf("runtime endpoint %s: %w", endpoint, err)
+	}
+	return &Client{
+		endpoint:       "unix://" + path,
+		path:           path,
+		conn:           conn,
+		runtime:        runtimeapi.NewRuntimeServiceClient(conn),
+		images:         runtimeapi.NewImageServiceClient(conn),
+		callTimeout:    opts.CallTimeout,
+		pullTimeout:    opts.PullTimeout,
+		clock:          clock.RealClock{},
+		backoffInitial: defaultReadyBackoffInitial,
+		backoffMax:     defaultReadyBackoffMax,
+	}, nil
+}
+
+// dialUnix returns a lazily dialled gRPC channel to the unix socket at path,
+// with the message limits and reconnect pacing described above. RunEvents
+// uses it too when containerd's API is on another socket than CRI.
+func dialUnix(path string) (*grpc.ClientConn, error) {
 	dial := func(ctx context.Context, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}
-	conn, err := grpc.NewClient("unix://"+path,
+	return grpc.NewClient("unix://"+path,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(dial),
 		grpc.WithAuthority("localhost"),
@@ -108,21 +131,6 @@ func New(endpoint string, opts Options) (*Client, error) {
 			MinConnectTimeout: reconnectConnectTimeout,
 		}),
 	)
-	if err != nil {
-		return nil, fmt.Errorf("runtime endpoint %s: %w", endpoint, err)
-	}
-	return &Client{
-		endpoint:       "unix://" + path,
-		path:           path,
-		conn:           conn,
-		runtime:        runtimeapi.NewRuntimeServiceClient(conn),
-		images:         runtimeapi.NewImageServiceClient(conn),
-		callTimeout:    opts.CallTimeout,
-		pullTimeout:    opts.PullTimeout,
-		clock:          clock.RealClock{},
-		backoffInitial: defaultReadyBackoffInitial,
-		backoffMax:     defaultReadyBackoffMax,
-	}, nil
 }
 
 // socketPath validates endpoint and returns the socket path it names.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -94,7 +95,7 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	}
 	delete(w.waiting, c.Name)
 	log.WithField("containerID", id).Info("container started")
-	w.removeOldInstances(ctx, st, c.Name)
+	w.removeOldInstances(ctx, pod, st, c.Name)
 	return true, true
 }
 
@@ -113,8 +114,9 @@ func (w *worker) startCreated(ctx context.Context, pod *v1.Pod, c *v1.Container,
 }
 
 // removeOldInstances keeps only the instance just replaced (the new lastState and the logs
-// `previous` serves) and removes older exited ones of the same container.
-func (w *worker) removeOldInstances(ctx context.Context, st *podState, name string) {
+// `previous` serves) and removes older exited ones of the same container, with their log
+// files: the runtime leaves those to the agent, as it does to the kubelet.
+func (w *worker) removeOldInstances(ctx context.Context, pod *v1.Pod, st *podState, name string) {
 	n := 0
 	for _, ci := range st.containers {
 		if ci.name() != name {
@@ -124,8 +126,14 @@ func (w *worker) removeOldInstances(ctx context.Context, st *podState, name stri
 		if n == 1 || ci.state() == runtimeapi.ContainerState_CONTAINER_RUNNING {
 			continue
 		}
+		log := w.log.WithFields(logrus.Fields{"container": name, "containerID": ci.c.Id})
 		if err := w.m.rt.RemoveContainer(ctx, ci.c.Id); err != nil && !errdefs.IsNotFound(err) {
-			w.log.WithError(err).WithField("container", name).Warn("removing an old container instance failed")
+			log.WithError(err).Warn("removing an old container instance failed")
+			continue
+		}
+		logFile := filepath.Join(w.m.podLogDir(pod), name, fmt.Sprintf("%d.log", ci.restartCount()))
+		if err := os.Remove(logFile); err != nil && !os.IsNotExist(err) {
+			log.WithError(err).Warn("removing an old container log failed")
 		}
 	}
 }

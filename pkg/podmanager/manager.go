@@ -220,6 +220,9 @@ func (m *Manager) HandleContainerEvent(containerID, podUID, event string) {
 	}
 	w := m.workers[uid]
 	if w != nil {
+		if event == eventStopped {
+			w.announced[containerID] = m.cfg.Clock.Now()
+		}
 		w.poke()
 	}
 	m.mu.Unlock()
@@ -229,6 +232,9 @@ func (m *Manager) HandleContainerEvent(containerID, podUID, event string) {
 		m.RequestRelist()
 	}
 }
+
+// eventStopped is the event type of an exit, as pkg/cri names it.
+const eventStopped = "stopped"
 
 // RequestRelist asks for a relist now, e.g. after the event stream was re-established and
 // events may have been missed. It never blocks.

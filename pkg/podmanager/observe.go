@@ -129,6 +129,22 @@ func (s *podState) readySandbox() *runtimeapi.PodSandbox {
 	return nil
 }
 
+// stillRunning reports whether the container or sandbox with this ID is running in the
+// runtime's view.
+func (s *podState) stillRunning(id string) bool {
+	for _, c := range s.containers {
+		if c.c.Id == id {
+			return c.state() == runtimeapi.ContainerState_CONTAINER_RUNNING
+		}
+	}
+	for _, sb := range s.sandboxes {
+		if sb.Id == id {
+			return sb.State == runtimeapi.PodSandboxState_SANDBOX_READY
+		}
+	}
+	return false
+}
+
 // latest is the newest instance of the named container, in any sandbox.
 func (s *podState) latest(name string) *containerInfo {
 	for _, c := range s.containers {

@@ -195,3 +195,34 @@ func TestRuntimeEventsWakeTheirPodOrAskForARelist(t *testing.T) {
 		t.Fatal("an event about an unknown container did not ask for a relist")
 	}
 }
+
+func TestAnnouncedExitIsAwaitedUntilCRIShowsIt(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("web", v1.RestartPolicyAlways, busybox("a"))
+	h.run(pod)
+	h.settle(pod.UID)
+	var id string
+	for _, c := range h.rt.byName("a") {
+		id = c.c.Id
+	}
+	w := h.m.workers[pod.UID]
+	// containerd announced the exit; its CRI view still says running.
+	h.m.HandleContainerEvent(id, string(pod.UID), "stopped")
+	if next, _ := w.syncOnce(t.Context()); next != announcedExitRetry {
+		t.Fatalf("next look in %v, want %v while the exit is not visible", next, announcedExitRetry)
+	}
+	h.rt.exit("a", 1)
+	h.settle(pod.UID)
+	if running(h, "a") != 1 || len(h.rt.byName("a")) != 2 {
+		t.Fatal("the exit was not acted on once visible")
+	}
+	if len(w.announced) != 0 {
+		t.Fatal("the announced exit was not forgotten once seen")
+	}
+	// An announcement CRI never confirms is given up after a while.
+	h.m.HandleContainerEvent("ghost", string(pod.UID), "stopped")
+	h.clk.Step(announcedExitWait)
+	if next, _ := w.syncOnce(t.Context()); next == announcedExitRetry {
+		t.Fatal("kept polling for an exit that never showed")
+	}
+}

@@ -38,8 +38,31 @@ func (w *worker) sync(ctx context.Context, pod *v1.Pod) time.Duration {
 			st = fresh
 		}
 	}
+	w.awaitAnnouncedExits(st, lower)
 	w.m.status.Set(pod, w.buildStatus(pod, st))
 	return next
+}
+
+// announcedExitWait bounds how long a worker keeps looking again for an exit the runtime
+// announced but its CRI view does not show yet; past it, the relist is the safety net.
+const (
+	announcedExitWait  = 2 * time.Second
+	announcedExitRetry = 20 * time.Millisecond
+)
+
+// awaitAnnouncedExits asks for a quick resync while an exit the event stream announced is
+// not visible through CRI yet, so a restart does not wait for the next relist.
+func (w *worker) awaitAnnouncedExits(st *podState, again requeue) {
+	now := w.m.cfg.Clock.Now()
+	w.m.mu.Lock()
+	defer w.m.mu.Unlock()
+	for id, at := range w.announced {
+		if st.stillRunning(id) && now.Sub(at) < announcedExitWait {
+			again(announcedExitRetry)
+			continue
+		}
+		delete(w.announced, id)
+	}
 }
 
 // reconcile takes the actions that move the runtime toward pod and reports whether it changed

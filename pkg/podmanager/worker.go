@@ -24,6 +24,9 @@ type worker struct {
 	// guarded by m.mu
 	pending *v1.Pod // the latest desired pod
 	deleted bool    // no source wants the pod any more: terminate it
+	// announced holds IDs a runtime event said stopped, with when it said so, until the CRI
+	// view agrees: containerd publishes a task's exit before its CRI plugin records it.
+	announced map[string]time.Time
 
 	// owned by the worker goroutine
 	log       *logrus.Entry
@@ -41,12 +44,13 @@ type worker struct {
 
 func newWorker(m *Manager, uid types.UID) *worker {
 	return &worker{
-		m:       m,
-		uid:     uid,
-		wake:    make(chan struct{}, 1),
-		log:     m.log.WithField("uid", uid),
-		backoff: backoff.New(m.cfg.Backoff, m.cfg.Clock),
-		waiting: map[string]*v1.ContainerStateWaiting{},
+		m:         m,
+		uid:       uid,
+		wake:      make(chan struct{}, 1),
+		announced: map[string]time.Time{},
+		log:       m.log.WithField("uid", uid),
+		backoff:   backoff.New(m.cfg.Backoff, m.cfg.Clock),
+		waiting:   map[string]*v1.ContainerStateWaiting{},
 	}
 }
 

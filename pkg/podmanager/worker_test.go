@@ -257,6 +257,9 @@ func TestCrashLoopBacksOffThenRestarts(t *testing.T) {
 	if n := len(h.rt.byName("main")); n != 2 {
 		t.Fatalf("%d instances kept, want 2 (current and previous)", n)
 	}
+	if h.rt.count("RemoveContainer") != 1 {
+		t.Fatalf("removed %d old instances, want 1", h.rt.count("RemoveContainer"))
+	}
 }
 
 func TestImagePullPolicy(t *testing.T) {

@@ -2,12 +2,14 @@ package restart
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/test/e2e/framework"
 )
 
@@ -25,13 +27,11 @@ func TestAlwaysRestartsWithDoublingDelay(t *testing.T) {
 			var ins []instance
 			framework.Eventually(t, 60*time.Second, func() (bool, string) {
 				ins = rec.instances()
-				done := 0
-				for _, in := range ins {
-					if !in.finished.IsZero() {
-						done++
-					}
+				ok := len(ins) >= 5
+				for i := 0; ok && i < 5; i++ {
+					ok = !ins[i].started.IsZero() && (i == 4 || !ins[i].finished.IsZero())
 				}
-				return len(ins) >= 5 && done >= 4, fmt.Sprintf("%d instances, %d exited", len(ins), done)
+				return ok, fmt.Sprintf("%d instances seen, want 5 started and 4 exited", len(ins))
 			})
 			want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second}
 			for i, w := range want {
@@ -53,6 +53,14 @@ func TestAlwaysRestartsWithDoublingDelay(t *testing.T) {
 			if p == nil || p.Status.Phase != v1.PodRunning {
 				t.Fatalf("an Always pod must stay Running, got %v", p)
 			}
+			// Dead instances are collected: the current one and the previous (whose log
+			// serves `logs --previous`) stay, older ones go with their log files.
+			// (A restart briefly holds three: the new one starts before the oldest goes.)
+			framework.Eventually(t, 10*time.Second, func() (bool, string) {
+				n := len(a.Containers(map[string]string{cri.LabelPodUID: string(p.UID)}))
+				logs, _ := filepath.Glob(filepath.Join(a.LogsDir, fmt.Sprintf("default_%s_%s", p.Name, p.UID), "main", "*.log"))
+				return n <= 2 && len(logs) <= 2, fmt.Sprintf("%d instances and log files %v kept, want at most 2 each", n, logs)
+			})
 		})
 	}
 }
