@@ -34,9 +34,11 @@ type FileSourceConfig struct {
 	NodeName string
 	// Log receives the source's logs. Required.
 	Log *logrus.Entry
-	// Debounce is how long to gather a burst of filesystem events (an editor's save is
-	// several) before rescanning. It is counted from the first event of a burst, so a file
-	// written continuously still gets rescanned every Debounce. Default DefaultDebounce.
+	// Debounce is the window after a rescan in which further filesystem events (an editor's
+	// save is several) are gathered into one more rescan at its end. The first event after a
+	// quiet spell is rescanned at once. A file that does not parse and changed less than a
+	// second ago is taken for one being written: it keeps its last good pods and is looked
+	// at again. Default DefaultDebounce.
 	Debounce time.Duration
 	// Resync is the period of a full rescan regardless of events: the safety net for what
 	// inotify does not report (a symlinked manifest's target changing, a lost event).
@@ -113,17 +115,26 @@ func (s *FileSource) Run(ctx context.Context, update func(pods []*v1.Pod)) error
 		sc:     newScanner(s.dir, s.nodeName, s.log, s.clock.Now),
 		update: update,
 	}
+	var settleC <-chan time.Time
+	r.onRecheck = func(d time.Duration) { settleC = s.clock.After(d) }
 	// Watch before the first scan, so that no change can fall between the two.
 	pollC := r.watch(w)
 	r.syncOnce()
 
 	resync := s.clock.NewTicker(s.resync)
 	defer resync.Stop()
+	// The first event after a quiet spell is acted on at once (a manifest renamed into place
+	// is complete, and a pod should start without waiting); events that follow within the
+	// debounce window are gathered into one rescan at its end.
 	var debounceC <-chan time.Time
+	dirty := false
 	rescanSoon := func() {
-		if debounceC == nil {
-			debounceC = s.clock.After(s.debounce)
+		if debounceC != nil {
+			dirty = true
+			return
 		}
+		r.syncOnce()
+		debounceC = s.clock.After(s.debounce)
 	}
 	for {
 		select {
@@ -155,6 +166,12 @@ func (s *FileSource) Run(ctx context.Context, update func(pods []*v1.Pod)) error
 			rescanSoon()
 		case <-debounceC:
 			debounceC = nil
+			if dirty {
+				dirty = false
+				rescanSoon()
+			}
+		case <-settleC:
+			settleC = nil
 			r.syncOnce()
 		case <-resync.C():
 			r.syncOnce()
@@ -175,6 +192,8 @@ type fileRun struct {
 	watchErr string               // last logged error adding the watch
 	started  bool                 // update has been called at least once
 	last     map[types.UID]string // what update last got: UID -> manifest location
+	// onRecheck schedules another scan, for files still being written.
+	onRecheck func(time.Duration)
 }
 
 // watch adds the directory to w. When that fails it returns a channel that fires when to try
@@ -198,6 +217,9 @@ func (r *fileRun) watch(w *fsnotify.Watcher) <-chan time.Time {
 // one handed over (or if update was never called).
 func (r *fileRun) syncOnce() {
 	pods := r.sc.scan()
+	if r.sc.recheck > 0 && r.onRecheck != nil {
+		r.onRecheck(r.sc.recheck)
+	}
 	next := make(map[types.UID]string, len(pods))
 	for _, p := range pods {
 		next[p.UID] = p.Annotations[AnnotationManifestFile]

@@ -198,7 +198,12 @@ spec:
 	r := startFileSource(t, dir, nil)
 	r.waitFor("default/good-node-1")
 
-	entries := r.logsAbout("bad.yaml")
+	// A file that does not parse is reported once it has settled (it might be half-written).
+	var entries []*logrus.Entry
+	deadline := time.Now().Add(settleTime + changeDeadline)
+	for entries = r.logsAbout("bad.yaml"); len(entries) == 0 && time.Now().Before(deadline); entries = r.logsAbout("bad.yaml") {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if len(entries) != 1 {
 		t.Fatalf("got %d log entries about bad.yaml, want 1: %v", len(entries), entries)
 	}
@@ -424,5 +429,41 @@ func TestNewFileSourceChecksConfig(t *testing.T) {
 	}
 	if src.debounce != DefaultDebounce || src.resync != DefaultResync || src.dir != "m" {
 		t.Errorf("defaults: debounce %v, resync %v, dir %q", src.debounce, src.resync, src.dir)
+	}
+}
+
+func TestHalfWrittenFileKeepsItsPodsUntilItSettles(t *testing.T) {
+	dir := t.TempDir()
+	logger, hook := logtest.NewNullLogger()
+	sc := newScanner(dir, testNode, logrus.NewEntry(logger), time.Now)
+	writeFile(t, dir, "web.yaml", podYAML("web"))
+	if pods := sc.scan(); len(pods) != 1 {
+		t.Fatalf("scan found %d pods", len(pods))
+	}
+
+	// An editor saving in place, caught in the middle: the file does not parse.
+	full := podYAML("web")
+	writeFile(t, dir, "web.yaml", full[:len(full)/2]+"\n  containers: [")
+	pods := sc.scan()
+	if len(pods) != 1 || pods[0].Name != "web-"+testNode {
+		t.Fatalf("a half-written file dropped its pod: %v", podNames(pods))
+	}
+	if sc.recheck <= 0 || sc.recheck > settleTime {
+		t.Fatalf("recheck = %v, want a rescan within %v", sc.recheck, settleTime)
+	}
+	if len(hook.AllEntries()) != 0 {
+		t.Fatalf("a file being written was reported: %v", hook.AllEntries())
+	}
+
+	// Still broken once settled: the error is real, reported, and the pod goes.
+	old := time.Now().Add(-2 * settleTime)
+	if err := os.Chtimes(filepath.Join(dir, "web.yaml"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if pods := sc.scan(); len(pods) != 0 || sc.recheck != 0 {
+		t.Fatalf("settled broken file: pods %v, recheck %v", podNames(pods), sc.recheck)
+	}
+	if n := len(hook.AllEntries()); n != 1 {
+		t.Fatalf("%d log entries about the settled broken file, want 1", n)
 	}
 }

@@ -30,7 +30,16 @@ type scanner struct {
 	firstSeen  map[types.UID]time.Time // UIDs of the last scan's pods
 	duplicates sets.Set[string]        // duplicates logged, as of the last scan
 	dirErr     string                  // the directory's reported read error; "" when readable
+	// recheck, when non-zero, is how soon the last scan wants another: a file that did not
+	// parse was still being written.
+	recheck time.Duration
 }
+
+// settleTime is how long after its last modification a file that does not parse is taken
+// for one being written (an editor saving in place, a copy in progress): it keeps the pods
+// of its last good content and is looked at again, instead of dropping running pods over a
+// half-written file. Past it, the error is real and reported.
+const settleTime = time.Second
 
 // fileState is what the scanner remembers about one file.
 type fileState struct {
@@ -69,6 +78,7 @@ func isManifestName(name string) bool {
 // name and document index. The pods are the scanner's own: callers copy before handing out.
 // A missing or unreadable directory is an empty set.
 func (sc *scanner) scan() []*v1.Pod {
+	sc.recheck = 0
 	names := sc.listManifests()
 	current := make(map[string]*fileState, len(names))
 	for _, name := range names {
@@ -147,6 +157,18 @@ func (sc *scanner) readFile(name string) *fileState {
 		return st
 	}
 	parsed := parseFile(name, data, sc.nodeName, sc.now())
+	if len(parsed.errs) > 0 {
+		if info, err := os.Stat(p); err == nil {
+			if age := sc.now().Sub(info.ModTime()); age < settleTime {
+				wait := settleTime - age
+				if sc.recheck == 0 || wait < sc.recheck {
+					sc.recheck = wait
+				}
+				// Keep the last good parse; its zero sum makes the next scan parse again.
+				return &fileState{parsed: st.parsed}
+			}
+		}
+	}
 	for _, err := range parsed.errs {
 		logManifestError(l, err)
 	}

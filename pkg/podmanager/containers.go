@@ -86,6 +86,7 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	if err != nil {
 		return failed(reasonCreateContainerError, err)
 	}
+	w.m.own(id, w.uid)
 	if err := w.m.rt.StartContainer(ctx, id); err != nil {
 		// Remove the instance that never ran, so the next pass makes a fresh one.
 		if rmErr := w.m.rt.RemoveContainer(ctx, id); rmErr != nil && !errdefs.IsNotFound(rmErr) {

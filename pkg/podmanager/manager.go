@@ -233,6 +233,14 @@ func (m *Manager) HandleContainerEvent(containerID, podUID, event string) {
 	}
 }
 
+// own records that id (a sandbox or container a worker just created) belongs to uid, so its
+// events wake the worker without a relist.
+func (m *Manager) own(id string, uid types.UID) {
+	m.mu.Lock()
+	m.owners[id] = uid
+	m.mu.Unlock()
+}
+
 // eventStopped is the event type of an exit, as pkg/cri names it.
 const eventStopped = "stopped"
 

@@ -63,6 +63,7 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod, st *podState, a
 	if err != nil {
 		return fail(err)
 	}
+	w.m.own(id, w.uid)
 	w.backoff.Forget(sandboxBackoffKey)
 	w.sandboxErr = ""
 	w.podIPs = nil

@@ -47,7 +47,7 @@ func (w *worker) sync(ctx context.Context, pod *v1.Pod) time.Duration {
 // announced but its CRI view does not show yet; past it, the relist is the safety net.
 const (
 	announcedExitWait  = 2 * time.Second
-	announcedExitRetry = 20 * time.Millisecond
+	announcedExitRetry = 10 * time.Millisecond
 )
 
 // awaitAnnouncedExits asks for a quick resync while an exit the event stream announced is
