@@ -19,7 +19,7 @@ import (
 // bench holds what every part shares: the test bed, the options, the agents started (so they
 // are all stopped at the end) and the report being filled.
 type bench struct {
-	tb     *testbed
+	tb     *bed
 	rt     *cri.Client
 	opts   *options
 	agents []*agent
@@ -39,7 +39,7 @@ const (
 	flagBackoffMax     = "--restart-backoff-max"
 )
 
-func newBench(ctx context.Context, tb *testbed, opts *options) (*bench, error) {
+func newBench(ctx context.Context, tb *bed, opts *options) (*bench, error) {
 	b := &bench{tb: tb, rt: tb.cri, opts: opts, flags: map[string]bool{}, report: &report{}}
 
 	// Run a copy: a `make build` during the run must not change the binary between parts.

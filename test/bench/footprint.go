@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/test/testbed"
 )
 
 // footprint measures the agent's memory and CPU at each pod count of -footprint, adding pods
@@ -96,7 +96,7 @@ func waitAllRunning(ctx context.Context, rt *cri.Client, a *agent, n int, timeou
 		}
 		running = 0
 		for _, p := range pods {
-			if podRunningReady(&p) {
+			if testbed.PodRunningReady(&p) {
 				running++
 			}
 		}
@@ -106,16 +106,4 @@ func waitAllRunning(ctx context.Context, rt *cri.Client, a *agent, n int, timeou
 		return fmt.Errorf("waiting for %d pods to run (agent reports %d Running): %w", n, running, err)
 	}
 	return nil
-}
-
-func podRunningReady(p *v1.Pod) bool {
-	if p.Status.Phase != v1.PodRunning || len(p.Status.ContainerStatuses) == 0 {
-		return false
-	}
-	for _, cs := range p.Status.ContainerStatuses {
-		if !cs.Ready {
-			return false
-		}
-	}
-	return true
 }

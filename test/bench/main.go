@@ -100,12 +100,7 @@ func run(ctx context.Context, opts *options) int {
 		return 1
 	}
 	began := time.Now()
-	repo, err := repoRoot()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-		return 1
-	}
-	tb, err := upTestbed(ctx, repo, filepath.Join(os.TempDir(), testbedName), testbedIndex)
+	tb, err := upTestbed(ctx, filepath.Join(os.TempDir(), testbedName), testbedIndex)
 	if tb != nil {
 		defer tb.down(opts.keep)
 	}
@@ -149,24 +144,6 @@ func run(ctx context.Context, opts *options) int {
 	b.report.duration = time.Since(began)
 	b.report.print(os.Stdout)
 	return code
-}
-
-// repoRoot is the nearest directory at or above the working directory with hack/testbed.sh.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "hack", "testbed.sh")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("hack/testbed.sh not found above the working directory; run from the nodeagent checkout")
-		}
-		dir = parent
-	}
 }
 
 // progress tells the person waiting what is going on, on stderr so stdout is only the table.

@@ -22,6 +22,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/test/testbed"
 )
 
 // Agent is one running nodeagent process with its own node name and directories.
@@ -286,17 +287,7 @@ func (a *Agent) WaitPod(name string, timeout time.Duration, what string, cond fu
 // WaitRunning waits until every container of the pod is running and ready.
 func (a *Agent) WaitRunning(name string, timeout time.Duration) *v1.Pod {
 	a.t.Helper()
-	return a.WaitPod(name, timeout, "Running and ready", func(p *v1.Pod) bool {
-		if p.Status.Phase != v1.PodRunning || len(p.Status.ContainerStatuses) == 0 {
-			return false
-		}
-		for _, cs := range p.Status.ContainerStatuses {
-			if !cs.Ready {
-				return false
-			}
-		}
-		return true
-	})
+	return a.WaitPod(name, timeout, "Running and ready", testbed.PodRunningReady)
 }
 
 // WriteManifest writes a manifest file atomically (a rename), as an editor or a deploy tool
