@@ -227,7 +227,9 @@ func (m *Manager) HandleContainerEvent(containerID, podUID, event string) {
 	}
 	m.mu.Unlock()
 	// The bench reads this line's timestamp as "the worker was notified".
-	m.log.WithFields(logrus.Fields{"containerID": containerID, "event": event, "podUID": uid}).Debug("runtime event")
+	if m.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		m.log.WithFields(logrus.Fields{"containerID": containerID, "event": event, "podUID": uid}).Debug("runtime event")
+	}
 	if w == nil {
 		m.RequestRelist()
 	}
@@ -278,15 +280,13 @@ func (m *Manager) relist(ctx context.Context) {
 		return
 	}
 	parts := map[types.UID][]string{}
-	orphans := map[types.UID]*v1.Pod{}
+	sandboxOf := map[types.UID]*runtimeapi.PodSandbox{} // one per pod, to rebuild an orphan from
 	owners := map[string]types.UID{}
 	for _, s := range sandboxes {
 		uid := types.UID(s.Labels[cri.LabelPodUID])
 		owners[s.Id] = uid
 		parts[uid] = append(parts[uid], "s:"+s.Id+":"+s.State.String())
-		if _, ok := orphans[uid]; !ok {
-			orphans[uid] = orphanPod(s.Labels, s.Annotations)
-		}
+		sandboxOf[uid] = s
 	}
 	for _, c := range containers {
 		uid := types.UID(c.Labels[cri.LabelPodUID])
@@ -321,10 +321,11 @@ func (m *Manager) relist(ctx context.Context) {
 	if !m.sourcesReadyLocked() {
 		return
 	}
-	for uid, pod := range orphans {
+	for uid, sb := range sandboxOf {
 		if _, ok := m.workers[uid]; ok || uid == "" {
 			continue
 		}
+		pod := orphanPod(sb.Labels, sb.Annotations)
 		m.log.WithFields(logrus.Fields{"pod": pod.Namespace + "/" + pod.Name, "uid": uid}).
 			Info("found a pod in the runtime that no source wants; terminating it")
 		w := newWorker(m, uid)

@@ -680,3 +680,35 @@ func TestVolumeMountsAreRefusedUntilVolumesExist(t *testing.T) {
 		t.Fatalf("created %d containers without their volumes", n)
 	}
 }
+
+func TestHalfDoneWorkFromACrashIsCompletedNotDuplicated(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("web", v1.RestartPolicyAlways, busybox("a"), busybox("b"))
+	// A previous agent died after RunPodSandbox, and after creating (not starting) "a".
+	w := newWorker(h.m, pod.UID)
+	cfg, err := w.sandboxConfig(pod, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbID, _ := h.rt.RunPodSandbox(t.Context(), cfg, "")
+	c := busybox("a")
+	ccfg, err := w.containerConfig(pod, &c, 0, "sha256:bb", &podState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.rt.CreateContainer(t.Context(), sbID, ccfg, cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	h.run(pod)
+	s := h.settle(pod.UID)
+	if s.Phase != v1.PodRunning {
+		t.Fatalf("phase = %s", s.Phase)
+	}
+	if n := h.rt.count("RunPodSandbox"); n != 1 {
+		t.Fatalf("%d sandboxes created, want the leftover one adopted", n)
+	}
+	if len(h.rt.byName("a")) != 1 || running(h, "a") != 1 || running(h, "b") != 1 {
+		t.Fatalf("a: %d instances (%d running), b running %d", len(h.rt.byName("a")), running(h, "a"), running(h, "b"))
+	}
+}
