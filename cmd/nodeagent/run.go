@@ -9,11 +9,13 @@ import (
 
 	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nodeagent/nodeagent/pkg/controlplane"
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
 	"github.com/nodeagent/nodeagent/pkg/podmanager/backoff"
+	"github.com/nodeagent/nodeagent/pkg/podmanager/prober"
 	"github.com/nodeagent/nodeagent/pkg/server"
 )
 
@@ -98,6 +100,18 @@ func run(ctx context.Context, cfg *config) error {
 	log.WithFields(logrus.Fields{"runtime": ver.RuntimeName, "runtimeVersion": ver.RuntimeVersion, "endpoint": rt.Endpoint()}).
 		Info("connected to the container runtime")
 
+	// Probe results only wake the pod's worker; the worker decides what to do.
+	var wake func(types.UID)
+	probes, err := prober.New(prober.Config{
+		Exec:     rt,
+		Log:      log.WithField("component", "prober"),
+		OnChange: func(u prober.Update) { wake(u.PodUID) },
+	})
+	if err != nil {
+		return err
+	}
+	defer probes.Stop()
+
 	var sources []string
 	if cfg.PodManifestPath != "" {
 		sources = append(sources, controlplane.SourceFile)
@@ -110,6 +124,7 @@ func run(ctx context.Context, cfg *config) error {
 		Log:          log,
 		Sources:      sources,
 		RelistPeriod: cfg.RelistPeriod,
+		Prober:       probes,
 		Backoff: backoff.Config{
 			Initial: cfg.RestartBackoffInitial,
 			Max:     cfg.RestartBackoffMax,
@@ -120,6 +135,7 @@ func run(ctx context.Context, cfg *config) error {
 		return err
 	}
 	mgr.Store(m)
+	wake = m.ProbeChanged
 
 	// Exits reach the pod workers through runtime events; a re-established stream may have
 	// missed some, so it asks for a relist each time.

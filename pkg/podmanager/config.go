@@ -37,6 +37,9 @@ type Config struct {
 	// (there is no cluster DNS yet); default /etc/resolv.conf.
 	ResolvConf string
 
+	// Prober runs the containers' health probes; nil runs none (tests of other things).
+	Prober Prober
+
 	// Clock is injected by tests; default the real clock.
 	Clock clock.WithTicker
 }

@@ -94,6 +94,22 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		}
 		return failed(reasonRunContainerError, err)
 	}
+	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+		hookCtx, cancel := context.WithTimeout(ctx, time.Duration(gracePeriod(pod))*time.Second)
+		err := w.runHook(hookCtx, c, id, c.Lifecycle.PostStart)
+		cancel()
+		if err != nil {
+			// As the kubelet: a failed postStart kills the container; the restart policy
+			// decides what next.
+			log.WithError(err).Warn("postStart hook failed; killing the container")
+			w.killNotes[id] = fmt.Sprintf("%s: %v", reasonFailedPostStart, err)
+			if stopErr := w.stopContainer(ctx, pod, c, id, gracePeriod(pod)); stopErr != nil && !errdefs.IsNotFound(stopErr) {
+				log.WithError(stopErr).Warn("killing a container whose postStart failed failed")
+			}
+			w.waiting[c.Name] = &v1.ContainerStateWaiting{Reason: reasonPostStartHookError, Message: err.Error()}
+			return true, true
+		}
+	}
 	delete(w.waiting, c.Name)
 	log.WithField("containerID", id).Info("container started")
 	w.removeOldInstances(ctx, pod, st, c.Name)
@@ -196,6 +212,7 @@ func (w *worker) containerConfig(pod *v1.Pod, c *v1.Container, attempt uint32, i
 		Stdin:       c.Stdin,
 		StdinOnce:   c.StdinOnce,
 		Tty:         c.TTY,
+		StopSignal:  stopSignal(c),
 		Linux: &runtimeapi.LinuxContainerConfig{
 			Resources:       linuxResources(c),
 			SecurityContext: containerSecurityContext(pod, c),

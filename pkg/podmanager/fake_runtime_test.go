@@ -3,7 +3,9 @@ package podmanager
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +27,9 @@ type fakeRuntime struct {
 	runSandboxErr error
 	pullErr       error
 	stopTimeouts  map[string]int64 // container ID -> timeout given to StopContainer
+	execs         []string         // "containerID: command" of each ExecSync, in order
+	execExit      int32            // what ExecSync answers
+	stopOrder     []string         // container names in the order they were stopped
 }
 
 type fakeContainer struct {
@@ -182,6 +187,7 @@ func (f *fakeRuntime) StopContainer(_ context.Context, id string, timeout int64)
 		return fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
 	}
 	f.stopTimeouts[id] = timeout
+	f.stopOrder = append(f.stopOrder, c.c.Metadata.Name)
 	f.exitLocked(c, 143)
 	return nil
 }
@@ -235,6 +241,17 @@ func (f *fakeRuntime) PullImage(_ context.Context, img *runtimeapi.ImageSpec, _ 
 	id := "sha256:pulled-" + img.Image
 	f.images[img.Image] = id
 	return id, nil
+}
+
+func (f *fakeRuntime) ExecSync(_ context.Context, id string, cmd []string, _ time.Duration) ([]byte, []byte, int32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("ExecSync")
+	f.execs = append(f.execs, id+": "+strings.Join(cmd, " "))
+	if _, ok := f.containers[id]; !ok {
+		return nil, nil, 0, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	return nil, nil, f.execExit, nil
 }
 
 // exit makes the running instance of container name exit with code, as a crash would.

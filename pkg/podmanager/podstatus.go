@@ -133,7 +133,7 @@ func (w *worker) containerStatus(pod *v1.Pod, c *v1.Container, st *podState, wai
 	switch ls.State {
 	case runtimeapi.ContainerState_CONTAINER_RUNNING:
 		cs.State.Running = &v1.ContainerStateRunning{StartedAt: nanoTime(ls.StartedAt)}
-		cs.Ready, *cs.Started = true, true
+		*cs.Started, cs.Ready = w.probeStatus(c, latest.c.Id)
 	case runtimeapi.ContainerState_CONTAINER_EXITED:
 		term := w.terminated(latest.c.Id, ls)
 		if waiting != nil && (isSidecar(c) || shouldRestart(pod.Spec.RestartPolicy, ls.ExitCode)) {
@@ -158,10 +158,14 @@ func (w *worker) terminated(id string, s *runtimeapi.ContainerStatus) *v1.Contai
 			reason = "Completed"
 		}
 	}
+	message := s.Message
+	if message == "" {
+		message = w.killNotes[id]
+	}
 	return &v1.ContainerStateTerminated{
 		ExitCode:    s.ExitCode,
 		Reason:      reason,
-		Message:     s.Message,
+		Message:     message,
 		StartedAt:   nanoTime(s.StartedAt),
 		FinishedAt:  nanoTime(s.FinishedAt),
 		ContainerID: w.m.cfg.RuntimeName + "://" + id,

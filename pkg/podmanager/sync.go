@@ -39,6 +39,7 @@ func (w *worker) sync(ctx context.Context, pod *v1.Pod) time.Duration {
 		}
 	}
 	w.awaitAnnouncedExits(st, lower)
+	w.syncProbes(pod, st)
 	w.m.status.Set(pod, w.buildStatus(pod, st))
 	return next
 }
@@ -85,6 +86,10 @@ func (w *worker) reconcile(ctx context.Context, pod *v1.Pod, st *podState, again
 		return false
 	}
 
+	if w.killUnhealthy(ctx, pod, st) {
+		again(0) // the killed containers restart on the next pass, per the restart policy
+		return true
+	}
 	sb, sbCfg, acted := w.ensureSandbox(ctx, pod, st, again)
 	if sb == nil {
 		return acted

@@ -13,10 +13,12 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// terminate stops every container with the pod's grace period (the runtime sends SIGTERM,
-// then SIGKILL at the deadline), stops and removes the sandboxes (CNI DEL runs inside
-// StopPodSandbox while the netns still exists), and removes the pod's log directory.
-// NotFound counts as done, so a retry after a partial failure picks up where it stopped.
+// terminate stops the pod's containers within its grace period, then stops and removes its
+// sandboxes (CNI DEL runs inside StopPodSandbox while the netns still exists) and removes its
+// log directory. Each container runs its preStop hook first, then gets the runtime's stop
+// signal with what is left of the grace period, then SIGKILL. App containers stop together;
+// sidecars stop after them, the last started first. NotFound counts as done, so a retry
+// after a partial failure picks up where it stopped.
 //
 // It runs on a context of its own, detached from the agent's: an agent shutting down in the
 // middle does not leave a half-killed pod behind for lack of time.
@@ -29,11 +31,14 @@ func (w *worker) terminate(ctx context.Context, pod *v1.Pod) error {
 		return err
 	}
 	w.log.WithField("gracePeriod", grace).Info("terminating pod")
+	deadline := w.m.cfg.Clock.Now().Add(time.Duration(grace) * time.Second)
+	left := func() int64 {
+		return max(0, int64(deadline.Sub(w.m.cfg.Clock.Now())/time.Second))
+	}
 
 	var (
 		mu   sync.Mutex
 		errs []error
-		wg   sync.WaitGroup
 	)
 	record := func(err error) {
 		if err != nil && !errdefs.IsNotFound(err) {
@@ -42,22 +47,35 @@ func (w *worker) terminate(ctx context.Context, pod *v1.Pod) error {
 			mu.Unlock()
 		}
 	}
-	for _, c := range st.containers {
-		if c.state() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+	stop := func(ci *containerInfo) {
+		if err := w.stopContainer(ctx, pod, specContainer(pod, ci.name()), ci.c.Id, left()); err != nil {
+			record(fmt.Errorf("stop container %q: %w", ci.name(), err))
+		}
+	}
+	var wg sync.WaitGroup
+	for _, ci := range st.containers {
+		if ci.state() != runtimeapi.ContainerState_CONTAINER_RUNNING || isSidecarName(pod, ci.name()) {
 			continue
 		}
 		wg.Add(1)
-		go func(c *containerInfo) {
+		go func(ci *containerInfo) {
 			defer wg.Done()
-			if err := w.m.rt.StopContainer(ctx, c.c.Id, grace); err != nil {
-				record(fmt.Errorf("stop container %q: %w", c.name(), err))
-			}
-		}(c)
+			stop(ci)
+		}(ci)
 	}
 	wg.Wait()
+	for i := len(pod.Spec.InitContainers) - 1; i >= 0; i-- {
+		c := &pod.Spec.InitContainers[i]
+		if l := st.latest(c.Name); isSidecar(c) && l != nil && l.state() == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			stop(l)
+		}
+	}
 	if len(errs) > 0 {
 		// Keep the sandbox (and its network) until every container is really down.
 		return errors.Join(errs...)
+	}
+	if w.m.cfg.Prober != nil {
+		w.m.cfg.Prober.RemovePod(w.uid)
 	}
 	for _, sb := range st.sandboxes {
 		record(w.m.rt.StopPodSandbox(ctx, sb.Id))
@@ -72,4 +90,26 @@ func (w *worker) terminate(ctx context.Context, pod *v1.Pod) error {
 		}
 	}
 	return nil
+}
+
+// specContainer finds a container of the pod's spec by name; nil for pods rebuilt from the
+// runtime (orphans), which have no spec and so no hooks.
+func specContainer(pod *v1.Pod, name string) *v1.Container {
+	for _, list := range [][]v1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
+func isSidecarName(pod *v1.Pod, name string) bool {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return isSidecar(&pod.Spec.InitContainers[i])
+		}
+	}
+	return false
 }

@@ -39,7 +39,10 @@ type worker struct {
 	sandboxErr string
 	// podIPs are kept from the last ready sandbox so a finished pod still reports them.
 	podIPs []string
-	synced bool // the pod has been synced once (for Manager.Synced)
+	// killNotes says why the agent killed a container instance (a failed probe), shown as
+	// its termination message when the runtime has none.
+	killNotes map[string]string
+	synced    bool // the pod has been synced once (for Manager.Synced)
 }
 
 func newWorker(m *Manager, uid types.UID) *worker {
@@ -51,6 +54,7 @@ func newWorker(m *Manager, uid types.UID) *worker {
 		log:       m.log.WithField("uid", uid),
 		backoff:   backoff.New(m.cfg.Backoff, m.cfg.Clock),
 		waiting:   map[string]*v1.ContainerStateWaiting{},
+		killNotes: map[string]string{},
 	}
 }
 
