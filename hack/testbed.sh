@@ -100,6 +100,33 @@ build_images() {
 	echo "$cache"
 }
 
+# build_testserver_image prints the cache directory holding the testserver image's tar: the
+# busybox layer plus /testserver (hack/testserver, the probe target of the e2e tests). Its own
+# cache entry, keyed by the server's source and module graph, so the other images stay put.
+build_testserver_image() {
+	local bin=$1 key cache tmp
+	key=$( {
+		sha256sum /bin/busybox "$here/imagebuild/main.go" "$here/testserver/main.go" "$repo/go.mod" "$repo/go.sum"
+		go version
+	} | sha256sum | cut -c1-16)
+	cache=$NODEAGENT_CACHE/testserver-$key
+	if [ -f "$cache/done" ]; then
+		echo "$cache"
+		return
+	fi
+	log "building the testserver image into $cache"
+	tmp=$(mktemp -d "$NODEAGENT_CACHE/testserver-tmp.XXXXXX")
+	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/testserver" ./hack/testserver) ||
+		{ rm -rf "$tmp"; die "go build ./hack/testserver"; }
+	"$bin/imagebuild" -name "$TESTSERVER_IMAGE" -out "$tmp/testserver-image" -tar "$tmp/testserver.tar" \
+		-busybox /bin/busybox -add "$tmp/testserver=/testserver" -entrypoint /testserver \
+		-env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin ||
+		{ rm -rf "$tmp"; die "imagebuild $TESTSERVER_IMAGE"; }
+	touch "$tmp/done"
+	mv -T "$tmp" "$cache" 2>/dev/null || rm -rf "$tmp"
+	echo "$cache"
+}
+
 write_containerd_config() {
 	local dir=$1 shimdir=$2
 	cat >"$dir/containerd.toml" <<EOF
@@ -280,7 +307,7 @@ push_image() {
 
 up() {
 	set -e
-	local dir=$1 index=$2 shimdir images password pid
+	local dir=$1 index=$2 shimdir images testserver password pid
 	case "$dir" in /*) ;; *) die "DIR must be an absolute path, got $dir" ;; esac
 	case "$dir" in *[[:space:]]*) die "DIR must not contain spaces: $dir" ;; esac
 	[[ "$index" =~ ^([0-9]|1[0-5])$ ]] || die "INDEX must be 0..15, got $index"
@@ -309,6 +336,7 @@ up() {
 	[ ${#shimdir} -le 42 ] || shimdir=/run/nodeagent-tb$index
 	BUSYBOX_IMAGE=nodeagent.local/busybox:1.36
 	PAUSE_IMAGE=nodeagent.local/pause:3.10
+	TESTSERVER_IMAGE=nodeagent.local/testserver:1
 	cat >"$dir/testbed.env.partial" <<EOF
 TESTBED_DIR=$dir
 TESTBED_INDEX=$index
@@ -317,12 +345,14 @@ EOF
 
 	build_tools "$dir"
 	images=$(build_images "$dir/bin")
+	testserver=$(build_testserver_image "$dir/bin")
 
 	write_containerd_config "$dir" "$shimdir"
 	write_cni_config "$dir" "$index"
 	start_containerd "$dir"
 	import_image "$dir" "$images/pause.tar" "$PAUSE_IMAGE"
 	import_image "$dir" "$images/busybox.tar" "$BUSYBOX_IMAGE"
+	import_image "$dir" "$testserver/testserver.tar" "$TESTSERVER_IMAGE"
 
 	log "starting registries on 127.0.0.1:$((5100 + index)) (open) and :$((5200 + index)) (htpasswd)"
 	mkdir -p "$dir/registry"
@@ -345,6 +375,7 @@ CNI_BRIDGE=natb$index
 POD_SUBNET=10.88.$index.0/24
 BUSYBOX_IMAGE=$BUSYBOX_IMAGE
 PAUSE_IMAGE=$PAUSE_IMAGE
+TESTSERVER_IMAGE=$TESTSERVER_IMAGE
 BUSYBOX_OCI_LAYOUT=$images/busybox
 BUSYBOX_OCI_ARCHIVE=$images/busybox.tar
 REGISTRY=127.0.0.1:$((5100 + index))

@@ -1,5 +1,5 @@
 // Package server serves the node's debug endpoints over HTTP: /healthz (each check named,
 // failing ones say why), /readyz (the first sync of every source is done), /pods (a v1.PodList
-// with statuses, as the kubelet's /pods). It holds no state of its own: everything it shows
+// with statuses, as the kubelet's /pods), /debug/pprof/ (Go's profiler). It holds no state of its own: everything it shows
 // comes from the functions it is given.
 package server

@@ -95,3 +95,10 @@ func TestPodsReturnsAPodListWithStatus(t *testing.T) {
 		t.Fatalf("list = %+v", list)
 	}
 }
+
+func TestPprofIsServed(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	if code, body := get(t, ts.URL+"/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Fatalf("/debug/pprof/: %d", code)
+	}
+}

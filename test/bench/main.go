@@ -37,6 +37,8 @@ type options struct {
 	exits     int
 	footprint []int
 	idle      time.Duration
+	probePods int
+	probeWin  time.Duration
 	keep      bool
 }
 
@@ -60,6 +62,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.exits, "exits", 10, "crashing pods per runtime event path (one exit and one first restart each)")
 	fs.StringVar(&footprint, "footprint", "0,50,100", "pod counts at which to measure the agent's RSS and CPU")
 	fs.DurationVar(&o.idle, "idle", 30*time.Second, "idle window of each footprint measurement")
+	fs.IntVar(&o.probePods, "probe-pods", 50, "pods with a 1 s HTTP readiness probe for the probe CPU measurement (0 skips it)")
+	fs.DurationVar(&o.probeWin, "probe-window", 60*time.Second, "window of the probe CPU measurement")
 	fs.BoolVar(&o.keep, "keep", false, "leave the test bed up at the end for inspection")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -124,6 +128,7 @@ func run(ctx context.Context, opts *options) int {
 		{"pod start", b.podStart},
 		{"exit detection", b.exitDetection},
 		{"footprint", b.footprint},
+		{"probes", b.probeLoad},
 	}
 	code := 0
 	for _, p := range parts {

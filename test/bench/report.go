@@ -44,6 +44,7 @@ type breakdownRow struct {
 }
 
 type footprintRow struct {
+	label    string // what ran during the window; default "<pods> pods running"
 	pods     int
 	rss, hwm uint64
 	cpu      float64 // percent of one core over window
@@ -151,9 +152,9 @@ func (r *report) print(w io.Writer) {
 
 	if len(r.footprint) > 0 {
 		t := &table{}
-		t.add("FOOTPRINT (agent process, idle)", "RSS", "peak RSS", "CPU", "window", "target", "result")
+		t.add("FOOTPRINT (agent process)", "RSS", "peak RSS", "CPU", "window", "target", "result")
 		for _, row := range r.footprint {
-			t.add(fmt.Sprintf("%d pods running", row.pods), mib(row.rss), mib(row.hwm),
+			t.add(row.title(), mib(row.rss), mib(row.hwm),
 				fmt.Sprintf("%.2f %% of a core", row.cpu), row.window.Round(100*time.Millisecond).String(),
 				row.target, row.result)
 		}
@@ -200,4 +201,11 @@ func (t *table) write(w io.Writer) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(sb.String(), " "))
 	}
+}
+
+func (r footprintRow) title() string {
+	if r.label != "" {
+		return r.label
+	}
+	return fmt.Sprintf("%d pods running", r.pods)
 }

@@ -26,6 +26,7 @@ type Env struct {
 	Values          map[string]string // every KEY=value line
 	RuntimeEndpoint string            // unix://... CRI endpoint of its containerd
 	BusyboxImage    string            // imported into containerd, never pulled
+	TestserverImage string            // hack/testserver on busybox, imported, never pulled
 	Registry        string            // 127.0.0.1:port, open, serves busybox:1.36
 }
 
@@ -99,9 +100,11 @@ func Load(dir string) (*Env, error) {
 		Values:          values,
 		RuntimeEndpoint: values["RUNTIME_ENDPOINT"],
 		BusyboxImage:    values["BUSYBOX_IMAGE"],
+		TestserverImage: values["TESTSERVER_IMAGE"],
 		Registry:        values["REGISTRY"],
 	}
-	for k, v := range map[string]string{"RUNTIME_ENDPOINT": env.RuntimeEndpoint, "BUSYBOX_IMAGE": env.BusyboxImage, "REGISTRY": env.Registry} {
+	for k, v := range map[string]string{"RUNTIME_ENDPOINT": env.RuntimeEndpoint, "BUSYBOX_IMAGE": env.BusyboxImage,
+		"TESTSERVER_IMAGE": env.TestserverImage, "REGISTRY": env.Registry} {
 		if v == "" {
 			return nil, fmt.Errorf("%s/testbed.env lacks %s", dir, k)
 		}
