@@ -8,6 +8,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/nodeagent/nodeagent/pkg/podmanager/prober"
 )
 
 // buildStatus computes the pod's status from what the runtime holds and what the worker
@@ -58,14 +60,22 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 	if !initDone {
 		waitReason = reasonPodInitializing
 	}
-	var unready []string
+	var unready, why []string
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		cs := w.containerStatus(pod, c, st, waitReason)
 		s.ContainerStatuses = append(s.ContainerStatuses, cs)
 		if !cs.Ready {
 			unready = append(unready, c.Name)
+			if msg := w.readinessFailure(c, st); msg != "" {
+				why = append(why, fmt.Sprintf("%s: Readiness probe failed: %s", c.Name, msg))
+			}
 		}
+	}
+	// Until events exist, the conditions are where a user sees why a container is not ready.
+	notReady := fmt.Sprintf("containers with unready status: [%s]", strings.Join(unready, " "))
+	if len(why) > 0 {
+		notReady += "; " + strings.Join(why, "; ")
 	}
 	s.Phase = podPhase(pod, s.InitContainerStatuses, s.ContainerStatuses, initDone)
 
@@ -75,10 +85,8 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 		boolCondition(v1.PodReadyToStartContainers, sandboxReady, "", ""),
 		boolCondition(v1.PodInitialized, initDone, "ContainersNotInitialized",
 			fmt.Sprintf("containers with incomplete status: [%s]", strings.Join(pendingInit, " "))),
-		boolCondition(v1.ContainersReady, len(unready) == 0, "ContainersNotReady",
-			fmt.Sprintf("containers with unready status: [%s]", strings.Join(unready, " "))),
-		boolCondition(v1.PodReady, len(unready) == 0, "ContainersNotReady",
-			fmt.Sprintf("containers with unready status: [%s]", strings.Join(unready, " "))),
+		boolCondition(v1.ContainersReady, len(unready) == 0, "ContainersNotReady", notReady),
+		boolCondition(v1.PodReady, len(unready) == 0, "ContainersNotReady", notReady),
 	}
 	if !sandboxReady && w.sandboxErr != "" {
 		conds[1].Reason, conds[1].Message = "FailedCreatePodSandBox", w.sandboxErr
@@ -259,4 +267,16 @@ func qosClass(pod *v1.Pod) v1.PodQOSClass {
 	default:
 		return v1.PodQOSBurstable
 	}
+}
+
+// readinessFailure is the last failure message of the running container's readiness probe.
+func (w *worker) readinessFailure(c *v1.Container, st *podState) string {
+	l := st.latest(c.Name)
+	if w.m.cfg.Prober == nil || c.ReadinessProbe == nil || l == nil || l.state() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		return ""
+	}
+	if res, msg := w.m.cfg.Prober.Result(l.c.Id, prober.Readiness); res == prober.Failure {
+		return msg
+	}
+	return ""
 }

@@ -145,8 +145,14 @@ func TestReadinessAndStartupDriveReadyAndStarted(t *testing.T) {
 		t.Fatalf("after readiness: ready %v Ready %s", cs.Ready, condition(s, v1.PodReady))
 	}
 	p.set(id, prober.Readiness, prober.Failure)
-	if s := h.settle(pod.UID); condition(s, v1.PodReady) != v1.ConditionFalse {
+	s = h.settle(pod.UID)
+	if condition(s, v1.PodReady) != v1.ConditionFalse {
 		t.Fatal("Ready did not follow a failing readiness probe")
+	}
+	for _, c := range s.Conditions {
+		if c.Type == v1.PodReady && !strings.Contains(c.Message, "web: Readiness probe failed: HTTP probe failed with statuscode: 500") {
+			t.Fatalf("Ready message %q does not say why", c.Message)
+		}
 	}
 }
 
