@@ -25,10 +25,21 @@ const (
 
 // hookClient runs httpGet hooks: one connection per call, certificates not checked (as the
 // kubelet's hooks), no redirects followed across hosts.
-var hookClient = &http.Client{Transport: &http.Transport{
-	TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the kubelet does the same for hooks
-	DisableKeepAlives: true,
-}}
+var hookClient = &http.Client{
+	Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the kubelet does the same for hooks
+		DisableKeepAlives: true,
+	},
+	CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if req.URL.Hostname() != via[0].URL.Hostname() {
+			return http.ErrUseLastResponse // the redirect is the answer
+		}
+		if len(via) >= 10 {
+			return fmt.Errorf("stopped after %d redirects", len(via))
+		}
+		return nil
+	},
+}
 
 // runHook runs a lifecycle handler against one container instance. It is bounded by ctx:
 // postStart by the pod's grace period, preStop by what is left of it.
