@@ -17,6 +17,7 @@ import (
 	"github.com/nodeagent/nodeagent/pkg/podmanager/backoff"
 	"github.com/nodeagent/nodeagent/pkg/podmanager/prober"
 	"github.com/nodeagent/nodeagent/pkg/server"
+	"github.com/nodeagent/nodeagent/pkg/volume"
 )
 
 // The CRI client is what the pod manager drives.
@@ -112,10 +113,36 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	defer probes.Stop()
 
-	var sources []string
+	// The manifest directory serves pods, and the ConfigMaps and Secrets they refer to. A
+	// change to those wakes every pod, which is how volume updates reach running pods.
+	var (
+		sources  []string
+		fsrc     *controlplane.FileSource
+		configs  = &controlplane.ConfigStore{}
+		onConfig func()
+	)
 	if cfg.PodManifestPath != "" {
 		sources = append(sources, controlplane.SourceFile)
+		fsrc, err = controlplane.NewFileSource(controlplane.FileSourceConfig{
+			Dir:            cfg.PodManifestPath,
+			NodeName:       cfg.NodeName,
+			Log:            log,
+			OnConfigChange: func() { onConfig() },
+		})
+		if err != nil {
+			return fmt.Errorf("pod-manifest-path: %w", err)
+		}
+		configs = fsrc.Configs()
 	}
+	volumes, err := volume.New(volume.Config{
+		RootDir: cfg.RootDir,
+		Source:  configs,
+		Log:     log.WithField("component", "volumes"),
+	})
+	if err != nil {
+		return fmt.Errorf("root-dir: %w", err)
+	}
+
 	m, err := podmanager.New(podmanager.Config{
 		NodeName:     cfg.NodeName,
 		NodeIP:       nodeIP,
@@ -125,6 +152,8 @@ func run(ctx context.Context, cfg *config) error {
 		Sources:      sources,
 		RelistPeriod: cfg.RelistPeriod,
 		Prober:       probes,
+		Volumes:      volumes,
+		Configs:      configs,
 		Backoff: backoff.Config{
 			Initial: cfg.RestartBackoffInitial,
 			Max:     cfg.RestartBackoffMax,
@@ -136,6 +165,7 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	mgr.Store(m)
 	wake = m.ProbeChanged
+	onConfig = m.ConfigChanged
 
 	// Exits reach the pod workers through runtime events; a re-established stream may have
 	// missed some, so it asks for a relist each time.
@@ -154,15 +184,7 @@ func run(ctx context.Context, cfg *config) error {
 		}
 	}()
 
-	if cfg.PodManifestPath != "" {
-		fsrc, err := controlplane.NewFileSource(controlplane.FileSourceConfig{
-			Dir:      cfg.PodManifestPath,
-			NodeName: cfg.NodeName,
-			Log:      log,
-		})
-		if err != nil {
-			return fmt.Errorf("pod-manifest-path: %w", err)
-		}
+	if fsrc != nil {
 		go func() {
 			err := fsrc.Run(ctx, func(pods []*v1.Pod) { m.Update(controlplane.SourceFile, pods) })
 			if err != nil && ctx.Err() == nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -50,6 +51,14 @@ func describeDecodeError(decodeErr error, data []byte, target any) error {
 	errs := typeErrors(data, reflect.TypeOf(target), nil)
 	if len(errs) == 0 {
 		return decodeErr
+	}
+	if _, ok := target.(*v1.Secret); ok {
+		// A secret's values must not reach the logs, not even a mistyped one.
+		for _, e := range errs {
+			if e.Type == field.ErrorTypeInvalid {
+				e.BadValue = field.OmitValueType{}
+			}
+		}
 	}
 	return errs.ToAggregate()
 }

@@ -7,7 +7,10 @@
 //   - file (file_source.go: the watch loop; scan.go: one pass over the directory;
 //     manifest.go and decode_errors.go: splitting and strict decoding; defaults.go;
 //     validate.go; uid.go): a directory of Pod manifests, the kubelet's "static pods".
-//     Standalone mode and the embedded default.
+//     Standalone mode and the embedded default. The same directory may hold ConfigMaps and
+//     Secrets (configs.go), which static pods can mount and read, unlike the kubelet's; the
+//     source serves them from a ConfigStore (config_store.go), and pull_auth.go reads image
+//     pull secrets.
 //   - kube (to come in this package): a real Kubernetes API server through client-go, the
 //     Node object and its Lease, and the status sink that writes pod status back.
 //
@@ -21,6 +24,9 @@
 //	                                          else ParseManifests (split, decode strictly,
 //	                                          default, validate, UID) and log its bad
 //	                                          documents, once per content
+//
+// A scan's ConfigMaps and Secrets replace the ConfigStore's before its pods go to update,
+// and OnConfigChange is called when that changed anything.
 //
 // Identity: a pod's UID is a hash of the source name, the node name and the document's
 // content (never its file path, never the time), so the same manifest gives the same UID

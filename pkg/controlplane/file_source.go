@@ -44,6 +44,11 @@ type FileSourceConfig struct {
 	// inotify does not report (a symlinked manifest's target changing, a lost event).
 	// Default DefaultResync.
 	Resync time.Duration
+	// OnConfigChange, when set, is called after the ConfigMaps and Secrets in Configs changed
+	// (one added, removed, or with other content; never for a rescan that changes nothing),
+	// so that mounted volumes can be refreshed. It is called from Run's goroutine, before
+	// the pods of the same scan are handed to update.
+	OnConfigChange func()
 }
 
 // FileSource is the "file" pod source: the static pods defined by a directory of manifests.
@@ -56,6 +61,8 @@ type FileSource struct {
 	resync   time.Duration
 	dirPoll  time.Duration    // tests shorten it
 	clock    clock.WithTicker // decides debounce, resync and config.seen
+	configs  *ConfigStore
+	onConfig func() // may be nil
 }
 
 // NewFileSource checks cfg and returns a source ready to Run.
@@ -83,6 +90,8 @@ func NewFileSource(cfg FileSourceConfig) (*FileSource, error) {
 		resync:   cfg.Resync,
 		dirPoll:  dirPollInterval,
 		clock:    clock.RealClock{},
+		configs:  &ConfigStore{},
+		onConfig: cfg.OnConfigChange,
 	}
 	if s.debounce == 0 {
 		s.debounce = DefaultDebounce
@@ -92,6 +101,11 @@ func NewFileSource(cfg FileSourceConfig) (*FileSource, error) {
 	}
 	return s, nil
 }
+
+// Configs returns the store of the ConfigMaps and Secrets defined in the directory. It is
+// the same store for the source's whole life: empty until Run's first scan, then updated
+// by Run.
+func (s *FileSource) Configs() *ConfigStore { return s.configs }
 
 // Run watches the directory until ctx ends, then returns nil. It calls update with the
 // COMPLETE current set of valid pods from the directory: once at start (even if empty), and
@@ -103,6 +117,9 @@ func NewFileSource(cfg FileSourceConfig) (*FileSource, error) {
 // A directory that does not exist yet is an empty set; Run looks for it every second and
 // watches it once it appears. A directory that is deleted becomes an empty set again.
 // Run returns an error only if the watcher itself cannot be created or breaks.
+//
+// Each scan's ConfigMaps and Secrets replace those in Configs, before its pods are handed
+// to update; OnConfigChange says when that changed anything.
 func (s *FileSource) Run(ctx context.Context, update func(pods []*v1.Pod)) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -213,12 +230,22 @@ func (r *fileRun) watch(w *fsnotify.Watcher) <-chan time.Time {
 	return r.src.clock.After(r.src.dirPoll)
 }
 
-// syncOnce rescans the directory and hands the set to update if it differs from the last
-// one handed over (or if update was never called).
+// syncOnce rescans the directory, updates the config store (and says so if it changed),
+// then hands the pods to update if they differ from the last set handed over (or if update
+// was never called). Configs go first so that a pod and the ConfigMap it mounts, added
+// together, arrive in that order.
 func (r *fileRun) syncOnce() {
 	pods := r.sc.scan()
 	if r.sc.recheck > 0 && r.onRecheck != nil {
 		r.onRecheck(r.sc.recheck)
+	}
+	if r.src.configs.replace(r.sc.configs) {
+		r.src.log.WithFields(logrus.Fields{
+			"configMaps": len(r.sc.configs.configMaps), "secrets": len(r.sc.configs.secrets),
+		}).Info("manifest configs changed")
+		if r.src.onConfig != nil {
+			r.src.onConfig()
+		}
 	}
 	next := make(map[types.UID]string, len(pods))
 	for _, p := range pods {

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	serjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/types"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -47,8 +48,10 @@ func (e *ManifestError) Unwrap() error { return e.Err }
 // ParseManifests is the pure part of the file source: the pods found in one file's content,
 // plus one *ManifestError per bad document. name is the file name shown in errors; a name
 // ending in ".json" is read as one JSON document, anything else as YAML that may hold several
-// "---" separated documents. Empty documents are skipped; documents of another kind than Pod
-// are skipped without an error (the file source logs them).
+// "---" separated documents. Empty documents are skipped. ConfigMap and Secret documents are
+// decoded and checked like pods, so their errors come back here too, but the objects
+// themselves are served by the file source's ConfigStore. Documents of other kinds are
+// skipped without an error (the file source logs them).
 //
 // The pods come back defaulted for nodeName (name suffixed with "-<nodeName>", spec.nodeName
 // set, the API server's defaults), with their content-derived UID and the source annotations;
@@ -64,8 +67,9 @@ func ParseManifests(name string, data []byte, nodeName string) ([]*v1.Pod, []err
 
 // parsedFile is everything learned from one file's content.
 type parsedFile struct {
-	pods    []parsedPod // good documents, in document order
-	errs    []error     // one *ManifestError per bad document, in document order
+	pods    []parsedPod    // good Pod documents, in document order
+	configs []parsedConfig // good ConfigMap and Secret documents, in document order
+	errs    []error        // one *ManifestError per bad document, in document order
 	ignored []ignoredDocument
 }
 
@@ -93,8 +97,8 @@ type document struct {
 
 func parseFile(name string, data []byte, nodeName string, now time.Time) parsedFile {
 	var out parsedFile
-	// firstDoc remembers which document first defined a namespace/name, so a second one in
-	// the same file is reported rather than silently shadowing it.
+	// firstDoc remembers which document first defined a namespace/name (per kind), so a
+	// second one in the same file is reported rather than silently shadowing it.
 	firstDoc := map[string]int{}
 	for _, doc := range splitDocuments(name, data) {
 		fail := func(err error) {
@@ -104,23 +108,32 @@ func parseFile(name string, data []byte, nodeName string, now time.Time) parsedF
 			fail(doc.err)
 			continue
 		}
-		p, ignored, err := parseDocument(doc, nodeName)
+		d, err := parseDocument(doc, nodeName)
 		switch {
 		case err != nil:
 			fail(err)
-			continue
-		case ignored != nil:
-			out.ignored = append(out.ignored, *ignored)
-			continue
+		case d.ignored != nil:
+			out.ignored = append(out.ignored, *d.ignored)
+		case d.config != nil:
+			c := *d.config
+			if first, ok := firstDoc[c.key()]; ok {
+				fail(duplicateError(c.kind(), c.meta().Namespace+"/"+c.meta().Name, c.meta().Name,
+					"document "+strconv.Itoa(first)))
+				continue
+			}
+			firstDoc[c.key()] = doc.index
+			out.configs = append(out.configs, c)
+		default:
+			p := *d.pod
+			key := "Pod/" + podKey(p.pod)
+			if first, ok := firstDoc[key]; ok {
+				fail(duplicatePodError(p, "document "+strconv.Itoa(first)))
+				continue
+			}
+			firstDoc[key] = doc.index
+			setSourceAnnotations(p.pod, SourceFile, name+"#"+strconv.Itoa(doc.index), now)
+			out.pods = append(out.pods, p)
 		}
-		key := podKey(p.pod)
-		if first, ok := firstDoc[key]; ok {
-			fail(duplicatePodError(p, "document "+strconv.Itoa(first)))
-			continue
-		}
-		firstDoc[key] = doc.index
-		setSourceAnnotations(p.pod, SourceFile, name+"#"+strconv.Itoa(doc.index), now)
-		out.pods = append(out.pods, p)
 	}
 	return out
 }
@@ -131,8 +144,14 @@ func podKey(pod *v1.Pod) string { return pod.Namespace + "/" + pod.Name }
 // duplicatePodError says that p's pod is already defined elsewhere (where: "document 0" or
 // "a.yaml#0").
 func duplicatePodError(p parsedPod, where string) error {
-	fe := field.Duplicate(field.NewPath("metadata", "name"), p.manifestName)
-	fe.Detail = fmt.Sprintf("pod %s is already defined by %s", podKey(p.pod), where)
+	return duplicateError("pod", podKey(p.pod), p.manifestName, where)
+}
+
+// duplicateError says that the object of kind (in lower case, as the API server's messages
+// name it) at key namespace/name, written as manifestName, is already defined elsewhere.
+func duplicateError(kind, key, manifestName, where string) error {
+	fe := field.Duplicate(field.NewPath("metadata", "name"), manifestName)
+	fe.Detail = fmt.Sprintf("%s %s is already defined by %s", strings.ToLower(kind), key, where)
 	return fe
 }
 
@@ -179,20 +198,27 @@ func isEmptyDocument(data []byte) bool {
 	return err == nil && bytes.Equal(bytes.TrimSpace(j), []byte("null"))
 }
 
-// parseDocument decodes, defaults and validates one document. It returns exactly one of: a
-// pod, an ignored document (another kind), or an error.
-func parseDocument(doc document, nodeName string) (parsedPod, *ignoredDocument, error) {
+// parsedDocument is what a good document gave: exactly one of its fields is set.
+type parsedDocument struct {
+	pod     *parsedPod
+	config  *parsedConfig
+	ignored *ignoredDocument // a well-formed document of another kind
+}
+
+// parseDocument decodes, defaults and validates one document. It returns a parsed document
+// or an error.
+func parseDocument(doc document, nodeName string) (parsedDocument, error) {
 	jsonData := doc.data
 	if !doc.isJSON {
 		var err error
 		if jsonData, err = yaml.YAMLToJSON(doc.data); err != nil {
-			return parsedPod{}, nil, err
+			return parsedDocument{}, err
 		}
 	}
 
 	var tm metav1.TypeMeta
 	if err := json.Unmarshal(jsonData, &tm); err != nil {
-		return parsedPod{}, nil, errors.New("a manifest document must be an object with apiVersion and kind")
+		return parsedDocument{}, errors.New("a manifest document must be an object with apiVersion and kind")
 	}
 	var errs field.ErrorList
 	if tm.Kind == "" {
@@ -202,24 +228,39 @@ func parseDocument(doc document, nodeName string) (parsedPod, *ignoredDocument, 
 		errs = append(errs, field.Required(field.NewPath("apiVersion"), ""))
 	}
 	if len(errs) > 0 {
-		return parsedPod{}, nil, errs.ToAggregate()
+		return parsedDocument{}, errs.ToAggregate()
 	}
-	if tm.Kind != "Pod" {
-		return parsedPod{}, &ignoredDocument{document: doc.index, apiVersion: tm.APIVersion, kind: tm.Kind}, nil
+	switch tm.Kind {
+	case "Pod", kindConfigMap, kindSecret:
+	default:
+		return parsedDocument{ignored: &ignoredDocument{document: doc.index, apiVersion: tm.APIVersion, kind: tm.Kind}}, nil
 	}
 	if tm.APIVersion != "v1" {
-		return parsedPod{}, nil, field.NotSupported(field.NewPath("apiVersion"), tm.APIVersion, []string{"v1"})
-	}
-
-	pod, strictErrs, err := decodePod(doc, jsonData)
-	if err != nil {
-		return parsedPod{}, nil, err
+		return parsedDocument{}, field.NotSupported(field.NewPath("apiVersion"), tm.APIVersion, []string{"v1"})
 	}
 	uid, err := contentUID(SourceFile, nodeName, jsonData)
 	if err != nil {
-		return parsedPod{}, nil, err
+		return parsedDocument{}, err
 	}
+	switch tm.Kind {
+	case kindConfigMap:
+		c, err := parseConfigMap(doc, jsonData, uid)
+		return parsedDocument{config: c}, err
+	case kindSecret:
+		c, err := parseSecret(doc, jsonData, uid)
+		return parsedDocument{config: c}, err
+	}
+	p, err := parsePod(doc, jsonData, nodeName, uid)
+	return parsedDocument{pod: p}, err
+}
 
+// parsePod decodes, defaults and validates a Pod document whose content UID is uid.
+func parsePod(doc document, jsonData []byte, nodeName string, uid types.UID) (*parsedPod, error) {
+	pod := &v1.Pod{}
+	strictErrs, err := decodeStrict(doc, jsonData, pod)
+	if err != nil {
+		return nil, err
+	}
 	manifestName := pod.Name
 	applyDefaults(pod, nodeName)
 	pod.UID = uid
@@ -228,9 +269,9 @@ func parseDocument(doc document, nodeName string) (parsedPod, *ignoredDocument, 
 		all = append(all, fe)
 	}
 	if len(all) > 0 {
-		return parsedPod{}, nil, utilerrors.NewAggregate(all)
+		return nil, utilerrors.NewAggregate(all)
 	}
-	return parsedPod{pod: pod, document: doc.index, manifestName: manifestName}, nil, nil
+	return &parsedPod{pod: pod, document: doc.index, manifestName: manifestName}, nil
 }
 
 // podCodecs holds the strict decoders. They are built once because a scheme and its
@@ -249,29 +290,29 @@ var podCodecs = sync.OnceValue(func() struct{ yaml, json runtime.Decoder } {
 	return struct{ yaml, json runtime.Decoder }{yaml: newCodec(true), json: newCodec(false)}
 })
 
-// decodePod decodes a Pod document strictly. Unknown and duplicate fields do not stop the
-// decoding; they come back as strictErrs, each naming its field path, and make the document
-// bad. A value of the wrong type (a string for a port, a malformed quantity) does stop it;
-// err then names the offending field, which the decoder itself does not do well.
-func decodePod(doc document, jsonData []byte) (pod *v1.Pod, strictErrs []error, err error) {
+// decodeStrict decodes a document strictly into into (a *v1.Pod, *v1.ConfigMap, ...).
+// Unknown and duplicate fields do not stop the decoding; they come back as strictErrs, each
+// naming its field path, and make the document bad. A value of the wrong type (a string for a
+// port, a malformed quantity) does stop it; err then names the offending field, which the
+// decoder itself does not do well.
+func decodeStrict(doc document, jsonData []byte, into runtime.Object) (strictErrs []error, err error) {
 	codec := podCodecs().yaml
 	if doc.isJSON {
 		codec = podCodecs().json
 	}
-	obj, _, err := codec.Decode(doc.data, nil, &v1.Pod{})
+	obj, _, err := codec.Decode(doc.data, nil, into)
 	if err != nil {
 		se, ok := runtime.AsStrictDecodingError(err)
 		if !ok {
-			return nil, nil, describeDecodeError(err, jsonData, &v1.Pod{})
+			return nil, describeDecodeError(err, jsonData, into)
 		}
 		for _, e := range se.Errors() {
 			strictErrs = append(strictErrs, strictFieldError(e))
 		}
 	}
-	pod, ok := obj.(*v1.Pod)
-	if !ok || pod == nil {
-		// Decode into a *v1.Pod returns that pod; anything else is a decoder bug.
-		return nil, nil, fmt.Errorf("decoded %T, not a Pod", obj)
+	if obj != into {
+		// Decode into an object returns that object; anything else is a decoder bug.
+		return nil, fmt.Errorf("decoded %T, not a %T", obj, into)
 	}
-	return pod, strictErrs, nil
+	return strictErrs, nil
 }

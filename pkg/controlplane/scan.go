@@ -28,8 +28,11 @@ type scanner struct {
 
 	files      map[string]*fileState   // by file name; the files of the last scan
 	firstSeen  map[types.UID]time.Time // UIDs of the last scan's pods
-	duplicates sets.Set[string]        // duplicates logged, as of the last scan
-	dirErr     string                  // the directory's reported read error; "" when readable
+	duplicates sets.Set[string]        // duplicate pods logged, as of the last scan
+	// configDuplicates is the duplicate ConfigMaps and Secrets logged, as of the last scan.
+	configDuplicates sets.Set[string]
+	configs          configSet // the last scan's ConfigMaps and Secrets
+	dirErr           string    // the directory's reported read error; "" when readable
 	// recheck, when non-zero, is how soon the last scan wants another: a file that did not
 	// parse was still being written.
 	recheck time.Duration
@@ -76,7 +79,8 @@ func isManifestName(name string) bool {
 
 // scan reads the whole directory and returns the current set of valid pods, ordered by file
 // name and document index. The pods are the scanner's own: callers copy before handing out.
-// A missing or unreadable directory is an empty set.
+// The ConfigMaps and Secrets it found are left in sc.configs. A missing or unreadable
+// directory is an empty set.
 func (sc *scanner) scan() []*v1.Pod {
 	sc.recheck = 0
 	names := sc.listManifests()
@@ -87,7 +91,9 @@ func (sc *scanner) scan() []*v1.Pod {
 		}
 	}
 	sc.files = current
-	return sc.assemble(names)
+	pods := sc.assemble(names)
+	sc.configs = sc.assembleConfigs(names)
+	return pods
 }
 
 // listManifests returns the manifest file names in the directory, sorted.
@@ -230,4 +236,38 @@ func (sc *scanner) assemble(names []string) []*v1.Pod {
 	sc.duplicates = duplicates
 	sc.firstSeen = firstSeen
 	return pods
+}
+
+// assembleConfigs builds the ConfigMaps and Secrets from the parsed files. Duplicates are
+// handled as for pods: the first in file-name order wins, the other is skipped and logged
+// (once).
+func (sc *scanner) assembleConfigs(names []string) configSet {
+	var set configSet
+	duplicates := sets.New[string]()
+	definedBy := map[string]string{} // config key -> "file#document"
+	for _, name := range names {
+		st := sc.files[name]
+		if st == nil {
+			continue
+		}
+		for _, c := range st.parsed.configs {
+			key := c.key()
+			loc := name + "#" + strconv.Itoa(c.document)
+			if first, ok := definedBy[key]; ok {
+				id := key + " " + loc + " " + string(c.meta().UID) + " " + first
+				duplicates.Insert(id)
+				if !sc.configDuplicates.Has(id) {
+					meta := c.meta()
+					sc.log.WithFields(logrus.Fields{"file": name, "document": c.document, "kind": c.kind(), "definedBy": first}).
+						WithError(duplicateError(c.kind(), meta.Namespace+"/"+meta.Name, meta.Name, first)).
+						Error("duplicate manifest object; skipped")
+				}
+				continue
+			}
+			definedBy[key] = loc
+			set.add(c)
+		}
+	}
+	sc.configDuplicates = duplicates
+	return set
 }

@@ -39,6 +39,11 @@ type Config struct {
 
 	// Prober runs the containers' health probes; nil runs none (tests of other things).
 	Prober Prober
+	// Volumes prepares pods' volumes; nil refuses pods that mount any.
+	Volumes Volumes
+	// Configs serves the ConfigMaps and Secrets that env and imagePullSecrets refer to;
+	// default: none exist.
+	Configs ConfigSource
 
 	// Clock is injected by tests; default the real clock.
 	Clock clock.WithTicker
@@ -65,6 +70,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ResolvConf == "" {
 		c.ResolvConf = "/etc/resolv.conf"
+	}
+	if c.Configs == nil {
+		c.Configs = noConfigs{}
 	}
 	if c.Clock == nil {
 		c.Clock = clock.RealClock{}

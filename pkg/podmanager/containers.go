@@ -16,6 +16,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/volume"
 )
 
 // Waiting reasons as the kubelet spells them.
@@ -66,7 +67,7 @@ func (w *worker) startOrBackoff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, sb *runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, st *podState, restarts int32, again requeue) (started, acted bool) {
 	attempt := uint32(restarts)
 	log := w.log.WithFields(logrus.Fields{"container": c.Name, "attempt": attempt})
-	imageRef, waiting := w.ensureImage(ctx, c, sbCfg, again)
+	imageRef, waiting := w.ensureImage(ctx, pod, c, sbCfg, again)
 	if waiting != nil {
 		w.waiting[c.Name] = waiting
 		return false, false
@@ -164,12 +165,17 @@ func (w *worker) containerConfig(pod *v1.Pod, c *v1.Container, attempt uint32, i
 	if pod.Spec.HostNetwork && w.m.cfg.NodeIP != "" {
 		podIPs = []string{w.m.cfg.NodeIP}
 	}
+	var mounts []*runtimeapi.Mount
 	if len(c.VolumeMounts) > 0 {
-		// Volumes are not built yet; starting the container without its mounts would
-		// hide that from the user.
-		return nil, fmt.Errorf("container %q: volumeMounts[0] (volume %q): volumes are not supported yet", c.Name, c.VolumeMounts[0].Name)
+		if w.m.cfg.Volumes == nil {
+			return nil, fmt.Errorf("container %q: volumeMounts[0] (volume %q): this agent has no volume support configured", c.Name, c.VolumeMounts[0].Name)
+		}
+		var err error
+		if mounts, err = volume.Mounts(pod, c, w.volumePaths); err != nil {
+			return nil, fmt.Errorf("container %q: %w", c.Name, err)
+		}
 	}
-	env, err := makeEnv(pod, c, podIPs, w.m.cfg.NodeIP)
+	env, err := makeEnv(pod, c, podIPs, w.m.cfg.NodeIP, w.m.cfg.Configs)
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +212,7 @@ func (w *worker) containerConfig(pod *v1.Pod, c *v1.Container, attempt uint32, i
 		Args:        expandAll(c.Args, vars),
 		WorkingDir:  c.WorkingDir,
 		Envs:        env,
+		Mounts:      mounts,
 		Labels:      labels,
 		Annotations: annotations,
 		LogPath:     filepath.Join(c.Name, fmt.Sprintf("%d.log", attempt)),

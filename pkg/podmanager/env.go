@@ -2,37 +2,184 @@ package podmanager
 
 import (
 	"fmt"
+	"math"
+	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// makeEnv resolves c's env in order: literal values with $(VAR) references to earlier
-// variables, and fieldRef to the pod's own fields. configMap/secret/resource references and
-// envFrom come with the volume and configuration work; until then they are a clear error.
-func makeEnv(pod *v1.Pod, c *v1.Container, podIPs []string, nodeIP string) ([]*runtimeapi.KeyValue, error) {
-	if len(c.EnvFrom) > 0 {
-		return nil, fmt.Errorf("container %q: envFrom is not supported yet", c.Name)
-	}
+// ConfigSource serves the ConfigMaps and Secrets pods reference (volume.ConfigSource has the
+// same two methods). Absent objects are errors for which errdefs.IsNotFound holds.
+type ConfigSource interface {
+	GetConfigMap(namespace, name string) (*v1.ConfigMap, error)
+	GetSecret(namespace, name string) (*v1.Secret, error)
+}
+
+// makeEnv resolves c's environment as the kubelet does: envFrom first (in order, a prefix
+// each, keys that are not valid variable names skipped), then env in order, where a value may
+// use $(VAR) of the variables before it, or come from a fieldRef, a resourceFieldRef, a
+// ConfigMap key or a Secret key. A missing non-optional reference is an error that names it.
+func makeEnv(pod *v1.Pod, c *v1.Container, podIPs []string, nodeIP string, configs ConfigSource) ([]*runtimeapi.KeyValue, error) {
 	vars := map[string]string{}
-	var out []*runtimeapi.KeyValue
+	var order []string
+	set := func(k, v string) {
+		if _, ok := vars[k]; !ok {
+			order = append(order, k)
+		}
+		vars[k] = v
+	}
+	for i, from := range c.EnvFrom {
+		data, err := envFromData(pod.Namespace, from, configs)
+		if err != nil {
+			return nil, fmt.Errorf("container %q: envFrom[%d]: %w", c.Name, i, err)
+		}
+		keys := make([]string, 0, len(data))
+		for k := range data {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if name := from.Prefix + k; len(validation.IsEnvVarName(name)) == 0 {
+				set(name, data[k])
+			}
+		}
+	}
 	for i, e := range c.Env {
 		val := expand(e.Value, vars)
 		if src := e.ValueFrom; src != nil {
-			if src.FieldRef == nil {
-				return nil, fmt.Errorf("container %q: env[%d] (%s): only valueFrom.fieldRef is supported yet", c.Name, i, e.Name)
-			}
-			v, err := podField(pod, src.FieldRef.FieldPath, podIPs, nodeIP)
+			v, skip, err := envSourceValue(pod, c, src, podIPs, nodeIP, configs)
 			if err != nil {
 				return nil, fmt.Errorf("container %q: env[%d] (%s): %w", c.Name, i, e.Name, err)
 			}
+			if skip {
+				continue // an optional reference that is absent
+			}
 			val = v
 		}
-		vars[e.Name] = val
-		out = append(out, &runtimeapi.KeyValue{Key: e.Name, Value: []byte(val)})
+		set(e.Name, val)
+	}
+	out := make([]*runtimeapi.KeyValue, 0, len(order))
+	for _, k := range order {
+		out = append(out, &runtimeapi.KeyValue{Key: k, Value: []byte(vars[k])})
 	}
 	return out, nil
+}
+
+func envFromData(namespace string, from v1.EnvFromSource, configs ConfigSource) (map[string]string, error) {
+	switch {
+	case from.ConfigMapRef != nil:
+		cm, err := configs.GetConfigMap(namespace, from.ConfigMapRef.Name)
+		if err != nil {
+			if errdefs.IsNotFound(err) && from.ConfigMapRef.Optional != nil && *from.ConfigMapRef.Optional {
+				return nil, nil
+			}
+			return nil, err
+		}
+		return cm.Data, nil
+	case from.SecretRef != nil:
+		sec, err := configs.GetSecret(namespace, from.SecretRef.Name)
+		if err != nil {
+			if errdefs.IsNotFound(err) && from.SecretRef.Optional != nil && *from.SecretRef.Optional {
+				return nil, nil
+			}
+			return nil, err
+		}
+		out := make(map[string]string, len(sec.Data))
+		for k, v := range sec.Data {
+			out[k] = string(v)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("neither configMapRef nor secretRef is set")
+}
+
+// envSourceValue answers one valueFrom; skip is true for an absent optional reference.
+func envSourceValue(pod *v1.Pod, c *v1.Container, src *v1.EnvVarSource, podIPs []string, nodeIP string, configs ConfigSource) (value string, skip bool, err error) {
+	optional := func(o *bool) bool { return o != nil && *o }
+	switch {
+	case src.FieldRef != nil:
+		v, err := podField(pod, src.FieldRef.FieldPath, podIPs, nodeIP)
+		return v, false, err
+	case src.ResourceFieldRef != nil:
+		v, err := resourceField(pod, c, src.ResourceFieldRef)
+		return v, false, err
+	case src.ConfigMapKeyRef != nil:
+		ref := src.ConfigMapKeyRef
+		cm, err := configs.GetConfigMap(pod.Namespace, ref.Name)
+		if err != nil {
+			if errdefs.IsNotFound(err) && optional(ref.Optional) {
+				return "", true, nil
+			}
+			return "", false, err
+		}
+		v, ok := cm.Data[ref.Key]
+		if !ok {
+			if optional(ref.Optional) {
+				return "", true, nil
+			}
+			return "", false, fmt.Errorf("couldn't find key %s in ConfigMap %s/%s", ref.Key, pod.Namespace, ref.Name)
+		}
+		return v, false, nil
+	case src.SecretKeyRef != nil:
+		ref := src.SecretKeyRef
+		sec, err := configs.GetSecret(pod.Namespace, ref.Name)
+		if err != nil {
+			if errdefs.IsNotFound(err) && optional(ref.Optional) {
+				return "", true, nil
+			}
+			return "", false, err
+		}
+		v, ok := sec.Data[ref.Key]
+		if !ok {
+			if optional(ref.Optional) {
+				return "", true, nil
+			}
+			return "", false, fmt.Errorf("couldn't find key %s in Secret %s/%s", ref.Key, pod.Namespace, ref.Name)
+		}
+		return string(v), false, nil
+	}
+	return "", false, fmt.Errorf("valueFrom has no source set")
+}
+
+// resourceField answers resourceFieldRef: the named container's request or limit, divided by
+// the divisor (default 1) and rounded up, as the kubelet does. An unset limit has no node
+// allocatable to fall back on here, so it is an error that says so.
+func resourceField(pod *v1.Pod, c *v1.Container, ref *v1.ResourceFieldSelector) (string, error) {
+	target := c
+	if ref.ContainerName != "" {
+		if target = specContainer(pod, ref.ContainerName); target == nil {
+			return "", fmt.Errorf("resourceFieldRef: no container named %q", ref.ContainerName)
+		}
+	}
+	kind, res, ok := strings.Cut(ref.Resource, ".")
+	if !ok || (kind != "limits" && kind != "requests") {
+		return "", fmt.Errorf("resourceFieldRef: unsupported resource %q", ref.Resource)
+	}
+	list := target.Resources.Limits
+	if kind == "requests" {
+		list = target.Resources.Requests
+	}
+	q, ok := list[v1.ResourceName(res)]
+	if !ok {
+		if kind == "requests" {
+			return "0", nil
+		}
+		return "", fmt.Errorf("resourceFieldRef: container %q sets no %s (node allocatable is not known to nodeagent yet)", target.Name, ref.Resource)
+	}
+	divisor := ref.Divisor
+	if divisor.IsZero() {
+		divisor = resource.MustParse("1")
+	}
+	if res == string(v1.ResourceCPU) {
+		return strconv.FormatInt(int64(math.Ceil(float64(q.MilliValue())/float64(divisor.MilliValue()))), 10), nil
+	}
+	return strconv.FormatInt(int64(math.Ceil(float64(q.Value())/float64(divisor.Value()))), 10), nil
 }
 
 // podField answers a downward-API field path.

@@ -7,6 +7,8 @@ import (
 	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane"
 )
 
 // Image waiting reasons as the kubelet spells them.
@@ -20,7 +22,7 @@ const (
 // ensureImage applies c's imagePullPolicy and returns the image reference to create the
 // container from, or why it cannot be had. Sources default the policy (`:latest` or no tag
 // means Always); an empty one is treated as IfNotPresent.
-func (w *worker) ensureImage(ctx context.Context, c *v1.Container, sbCfg *runtimeapi.PodSandboxConfig, again requeue) (string, *v1.ContainerStateWaiting) {
+func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, sbCfg *runtimeapi.PodSandboxConfig, again requeue) (string, *v1.ContainerStateWaiting) {
 	spec := &runtimeapi.ImageSpec{Image: c.Image, UserSpecifiedImage: c.Image}
 	log := w.log.WithFields(logrus.Fields{"container": c.Name, "image": c.Image})
 	img, err := w.m.images.ImageStatus(ctx, spec)
@@ -44,7 +46,18 @@ func (w *worker) ensureImage(ctx context.Context, c *v1.Container, sbCfg *runtim
 	}
 	log.Info("pulling image")
 	start := w.m.cfg.Clock.Now()
-	ref, err := w.m.images.PullImage(ctx, spec, nil, sbCfg)
+	// With credentials from imagePullSecrets, each matching one is tried in turn, as the
+	// kubelet does; without any, the pull is anonymous.
+	var ref string
+	auths := w.pullAuths(pod, c.Image)
+	if len(auths) == 0 {
+		auths = []*runtimeapi.AuthConfig{nil}
+	}
+	for _, auth := range auths {
+		if ref, err = w.m.images.PullImage(ctx, spec, auth, sbCfg); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		wait := w.backoff.Failed(key)
 		log.WithError(err).WithField("retryIn", wait).Warn("image pull failed")
@@ -54,4 +67,32 @@ func (w *worker) ensureImage(ctx context.Context, c *v1.Container, sbCfg *runtim
 	w.backoff.Forget(key)
 	log.WithField("duration", w.m.cfg.Clock.Since(start).String()).Info("image pulled")
 	return ref, nil
+}
+
+// pullAuths returns the credentials of the pod's imagePullSecrets that match image's
+// registry, in order. A secret that is missing or unreadable is logged and skipped, as the
+// kubelet does: the pull may still work anonymously.
+func (w *worker) pullAuths(pod *v1.Pod, image string) []*runtimeapi.AuthConfig {
+	var out []*runtimeapi.AuthConfig
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		log := w.log.WithField("secret", ref.Name)
+		sec, err := w.m.cfg.Configs.GetSecret(pod.Namespace, ref.Name)
+		if err != nil {
+			log.WithError(err).Warn("image pull secret not usable; pulling without it")
+			continue
+		}
+		auths, err := controlplane.PullAuths(sec)
+		if err != nil {
+			log.WithError(err).Warn("image pull secret not usable; pulling without it")
+			continue
+		}
+		if a, ok := controlplane.MatchAuth(auths, image); ok {
+			// ServerAddress stays empty: containerd takes the registry from the image.
+			out = append(out, &runtimeapi.AuthConfig{
+				Username: a.Username, Password: a.Password, Auth: a.Auth,
+				IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken,
+			})
+		}
+	}
+	return out
 }

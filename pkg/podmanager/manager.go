@@ -188,6 +188,7 @@ func (m *Manager) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		m.relist(ctx)
+		m.removeOrphanVolumes()
 		select {
 		case <-ctx.Done():
 			m.waitWorkers(5 * time.Second)

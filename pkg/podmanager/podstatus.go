@@ -88,7 +88,10 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 		boolCondition(v1.ContainersReady, len(unready) == 0, "ContainersNotReady", notReady),
 		boolCondition(v1.PodReady, len(unready) == 0, "ContainersNotReady", notReady),
 	}
-	if !sandboxReady && w.sandboxErr != "" {
+	switch {
+	case w.volumeErr != "":
+		conds[1].Status, conds[1].Reason, conds[1].Message = v1.ConditionFalse, "FailedMount", w.volumeErr
+	case !sandboxReady && w.sandboxErr != "":
 		conds[1].Reason, conds[1].Message = "FailedCreatePodSandBox", w.sandboxErr
 	}
 	if s.Phase == v1.PodSucceeded || s.Phase == v1.PodFailed {
@@ -125,7 +128,7 @@ func (w *worker) containerStatus(pod *v1.Pod, c *v1.Container, st *podState, wai
 	waiting := w.waiting[c.Name]
 	if latest == nil || latest.status == nil {
 		if waiting == nil {
-			waiting = &v1.ContainerStateWaiting{Reason: waitReason}
+			waiting = &v1.ContainerStateWaiting{Reason: waitReason, Message: w.volumeErr}
 		}
 		cs.State.Waiting = waiting
 		return cs

@@ -90,6 +90,9 @@ func (w *worker) reconcile(ctx context.Context, pod *v1.Pod, st *podState, again
 		again(0) // the killed containers restart on the next pass, per the restart policy
 		return true
 	}
+	if !w.setUpVolumes(ctx, pod, again) {
+		return false
+	}
 	sb, sbCfg, acted := w.ensureSandbox(ctx, pod, st, again)
 	if sb == nil {
 		return acted

@@ -84,6 +84,11 @@ func (w *worker) terminate(ctx context.Context, pod *v1.Pod) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if w.m.cfg.Volumes != nil {
+		if err := w.m.cfg.Volumes.TearDown(w.uid); err != nil {
+			return fmt.Errorf("tear down volumes: %w", err)
+		}
+	}
 	if pod.Name != "" {
 		if err := os.RemoveAll(w.m.podLogDir(pod)); err != nil {
 			return fmt.Errorf("remove pod log directory: %w", err)

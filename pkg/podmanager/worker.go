@@ -42,7 +42,11 @@ type worker struct {
 	// killNotes says why the agent killed a container instance (a failed probe), shown as
 	// its termination message when the runtime has none.
 	killNotes map[string]string
-	synced    bool // the pod has been synced once (for Manager.Synced)
+	// volumePaths are the host paths of the pod's volumes from the last SetUp; volumeErr is
+	// why the last SetUp failed ("" when it worked).
+	volumePaths map[string]string
+	volumeErr   string
+	synced      bool // the pod has been synced once (for Manager.Synced)
 }
 
 func newWorker(m *Manager, uid types.UID) *worker {

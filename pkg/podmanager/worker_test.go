@@ -664,7 +664,7 @@ func TestQOSClass(t *testing.T) {
 	}
 }
 
-func TestVolumeMountsAreRefusedUntilVolumesExist(t *testing.T) {
+func TestVolumeMountsWithoutVolumeSupportAreRefused(t *testing.T) {
 	h := newHarness(t)
 	c := busybox("main")
 	c.VolumeMounts = []v1.VolumeMount{{Name: "data", MountPath: "/data"}}

@@ -1,7 +1,39 @@
-// Package volume will own pod volumes: per-pod host directories under
-// <root-dir>/pods/<uid>/volumes/ (emptyDir, hostPath, configMap, secret, downwardAPI,
-// projected), set up before the sandbox and handed to CRI as mounts.
+// Package volume owns pod volumes: per-pod host directories under
+// <root-dir>/pods/<uid>/volumes/<plugin>/<name>, set up before the sandbox, handed to CRI as
+// mounts, and torn down after the sandbox is removed.
 //
-// Not built yet. Until it is, a container with volumeMounts is not started silently without
-// them: the pod manager reports CreateContainerConfigError naming the mount.
+// Plugins, with the kubelet's directory names:
+//
+//	emptyDir     kubernetes.io~empty-dir    a directory (0777), or a tmpfs for medium: Memory
+//	hostPath     (none)                     the host path itself, after its type check
+//	configMap    kubernetes.io~configmap    atomic writer, on disk
+//	secret       kubernetes.io~secret       atomic writer, on a tmpfs (never touches disk)
+//	downwardAPI  kubernetes.io~downward-api atomic writer, on disk
+//	projected    kubernetes.io~projected    atomic writer, on a tmpfs when it holds a secret
+//
+// The atomic writer (atomic_writer.go) is the kubelet's: a volume directory looks like
+//
+//	..2024_01_02_15_04_05.123456/key    the payload of one generation
+//	..data -> ..2024_01_02_15_04_05.123456
+//	key    -> ..data/key                what containers open
+//
+// A new generation is written into a fresh timestamped directory and published by renaming a
+// new ..data symlink over the old one, so a reader resolves either the old generation or the
+// new one, never a mix. SetUp is level-triggered: each call (every pod sync) compares what is
+// on disk with what the sources say now and writes a generation only when they differ, so
+// updates reach running pods without a restart; subPath mounts of these volumes are resolved to
+// the generation's file at container creation and do not follow updates, as in Kubernetes.
+//
+// Nothing is kept in memory: SetUp repairs whatever a crash left half done (a generation
+// without ..data, a missing user-visible link, an unmounted tmpfs) and TearDown works from the
+// directory tree alone, unmounting the tmpfs volumes and then removing the pod directory
+// without following symlinks or crossing into another filesystem.
+//
+// Calls for different pods may run concurrently; calls for one pod must not overlap (the pod
+// worker serialises them).
+//
+// Known limit: a subPath inside a writable volume is resolved (symlinks checked to stay inside
+// the volume) when the container's mounts are built, and the runtime bind-mounts it later; a
+// container that swaps a directory for a symlink in between could redirect that mount. The
+// kubelet closes this window with fd-based bind mounts of its own, which a CRI path cannot.
 package volume

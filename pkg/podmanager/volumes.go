@@ -1,0 +1,97 @@
+package podmanager
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Volumes prepares and removes pods' volumes; volume.Manager implements it.
+type Volumes interface {
+	// SetUp is idempotent and cheap when nothing changed; it refreshes configMap, secret
+	// and downwardAPI contents, so calling it on every sync is how updates reach pods.
+	SetUp(ctx context.Context, pod *v1.Pod) (map[string]string, error)
+	TearDown(uid types.UID) error
+	PodsOnDisk() ([]types.UID, error)
+}
+
+// noConfigs answers NotFound for everything: a node with no source of ConfigMaps and Secrets.
+type noConfigs struct{}
+
+func (noConfigs) GetConfigMap(_, name string) (*v1.ConfigMap, error) {
+	return nil, fmt.Errorf("configmap %q not found: %w", name, errdefs.ErrNotFound)
+}
+
+func (noConfigs) GetSecret(_, name string) (*v1.Secret, error) {
+	return nil, fmt.Errorf("secret %q not found: %w", name, errdefs.ErrNotFound)
+}
+
+// ConfigChanged wakes every worker: a ConfigMap or Secret changed, so volumes may need new
+// contents and pods waiting for a missing object may start.
+func (m *Manager) ConfigChanged() {
+	m.mu.Lock()
+	for _, w := range m.workers {
+		w.poke()
+	}
+	m.mu.Unlock()
+}
+
+// setUpVolumes prepares the pod's volumes before anything runs. A failure keeps the pod
+// where it is, with the reason in its status, and is retried after a backoff or as soon as a
+// ConfigMap or Secret changes.
+func (w *worker) setUpVolumes(ctx context.Context, pod *v1.Pod, again requeue) bool {
+	if w.m.cfg.Volumes == nil || len(pod.Spec.Volumes) == 0 {
+		w.volumePaths, w.volumeErr = nil, ""
+		return true
+	}
+	paths, err := w.m.cfg.Volumes.SetUp(ctx, pod)
+	if err != nil {
+		msg := "MountVolume.SetUp failed: " + err.Error()
+		if msg != w.volumeErr {
+			w.log.WithError(err).Warn("setting up the pod's volumes failed")
+		}
+		w.volumeErr = msg
+		again(w.backoff.Failed("volumes"))
+		return false
+	}
+	w.backoff.Forget("volumes")
+	w.volumePaths, w.volumeErr = paths, ""
+	return true
+}
+
+// removeOrphanVolumes tears down the volume directories of pods the agent no longer knows:
+// left behind by a crash between removing a pod's sandbox and its volumes, or by pods removed
+// while the agent was down. Only once every source has reported, so a pod not loaded yet is
+// not mistaken for a gone one; a pod with a worker tears its own volumes down.
+func (m *Manager) removeOrphanVolumes() {
+	if m.cfg.Volumes == nil {
+		return
+	}
+	uids, err := m.cfg.Volumes.PodsOnDisk()
+	if err != nil {
+		m.log.WithError(err).Warn("listing pod volume directories failed")
+		return
+	}
+	m.mu.Lock()
+	ready := m.sourcesReadyLocked()
+	var orphans []types.UID
+	for _, uid := range uids {
+		if _, ok := m.workers[uid]; !ok {
+			orphans = append(orphans, uid)
+		}
+	}
+	m.mu.Unlock()
+	if !ready {
+		return
+	}
+	for _, uid := range orphans {
+		if err := m.cfg.Volumes.TearDown(uid); err != nil {
+			m.log.WithError(err).WithField("uid", uid).Warn("removing the volumes of a gone pod failed")
+			continue
+		}
+		m.log.WithField("uid", uid).Info("removed the volumes of a pod that is gone")
+	}
+}

@@ -1,0 +1,67 @@
+package volume
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// TestHostMounterTmpfs mounts a real 1 MiB tmpfs for a memory emptyDir and tears it down.
+func TestHostMounterTmpfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount tmpfs")
+	}
+	env := newTestEnv(t)
+	env.m.mounter = HostMounter()
+	pod := testPod(v1.Volume{Name: "mem", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{
+		Medium: v1.StorageMediumMemory, SizeLimit: ptr(resource.MustParse("1Mi")),
+	}}})
+	paths, err := env.m.SetUp(context.Background(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := paths["mem"]
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type != unix.TMPFS_MAGIC {
+		t.Fatalf("filesystem type %#x, want tmpfs", st.Type)
+	}
+	if size := int64(st.Blocks) * int64(st.Bsize); size != 1<<20 {
+		t.Fatalf("tmpfs size %d, want 1 MiB", size)
+	}
+	if mounted, err := HostMounter().IsMountPoint(dir); err != nil || !mounted {
+		t.Fatalf("IsMountPoint = %v, %v", mounted, err)
+	}
+	// A second sync finds the mount and does not stack another.
+	if _, err := env.m.SetUp(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	// TearDown by a new Manager (an agent restart) with a Mounter that knows nothing of the
+	// mount first: it must refuse to empty the tmpfs, not delete through it.
+	blind := env.newManager(t)
+	if err := blind.TearDown(pod.UID); err == nil {
+		t.Fatal("TearDown removed a directory with a filesystem mounted on it")
+	}
+	restarted := env.newManager(t)
+	restarted.mounter = HostMounter()
+	if err := restarted.TearDown(pod.UID); err != nil {
+		t.Fatal(err)
+	}
+	if mounted, err := HostMounter().IsMountPoint(dir); err != nil || mounted {
+		t.Fatalf("after TearDown IsMountPoint = %v, %v", mounted, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("volume directory still there: %v", err)
+	}
+	if err := HostMounter().Unmount(dir); err != nil {
+		t.Fatalf("Unmount of a path not mounted: %v", err)
+	}
+}
