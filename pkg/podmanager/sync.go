@@ -27,6 +27,7 @@ func (w *worker) sync(ctx context.Context, pod *v1.Pod) time.Duration {
 		}
 		return runtimeRetry
 	}
+	w.retryConfigWaits()
 	next := w.m.cfg.ResyncPeriod
 	lower := func(d time.Duration) {
 		if d < next {

@@ -34,9 +34,29 @@ func (noConfigs) GetSecret(_, name string) (*v1.Secret, error) {
 func (m *Manager) ConfigChanged() {
 	m.mu.Lock()
 	for _, w := range m.workers {
+		w.configChanged = true
 		w.poke()
 	}
 	m.mu.Unlock()
+}
+
+// retryConfigWaits drops the backoff of whatever waits for configuration (volumes, a
+// container whose env or mounts could not be built), after a ConfigMap or Secret changed:
+// the change may be what it was waiting for, so it retries at once.
+func (w *worker) retryConfigWaits() {
+	w.m.mu.Lock()
+	changed := w.configChanged
+	w.configChanged = false
+	w.m.mu.Unlock()
+	if !changed {
+		return
+	}
+	w.backoff.Forget("volumes")
+	for name, wt := range w.waiting {
+		if wt.Reason == reasonCreateConfigError {
+			w.backoff.Forget(containerBackoffKey(name))
+		}
+	}
 }
 
 // setUpVolumes prepares the pod's volumes before anything runs. A failure keeps the pod

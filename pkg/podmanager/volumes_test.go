@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containerd/errdefs"
 	v1 "k8s.io/api/core/v1"
@@ -118,7 +117,7 @@ func TestMissingConfigKeepsThePodPendingNamingIt(t *testing.T) {
 	}
 	// The ConfigMap appears: the next pass (woken by ConfigChanged) starts the container.
 	cfgs.cms["default/app"] = &v1.ConfigMap{Data: map[string]string{"mode": "fast"}}
-	h.clk.Step(20 * time.Second)
+	h.m.ConfigChanged() // no clock step: a config change retries at once
 	if s := h.settle(pod.UID); s.Phase != v1.PodRunning {
 		t.Fatalf("phase after the ConfigMap appeared = %s", s.Phase)
 	}
@@ -144,7 +143,6 @@ func TestVolumesAreSetUpFirstMountedAndTornDownLast(t *testing.T) {
 	}
 	vols.err = nil
 	h.m.ConfigChanged()
-	h.clk.Step(20 * time.Second)
 	s = h.settle(pod.UID)
 	if s.Phase != v1.PodRunning {
 		t.Fatalf("phase = %s", s.Phase)

@@ -27,6 +27,8 @@ type worker struct {
 	// announced holds IDs a runtime event said stopped, with when it said so, until the CRI
 	// view agrees: containerd publishes a task's exit before its CRI plugin records it.
 	announced map[string]time.Time
+	// configChanged is set when a ConfigMap or Secret changed since the last sync.
+	configChanged bool
 
 	// owned by the worker goroutine
 	log       *logrus.Entry
