@@ -2,16 +2,15 @@ package podmanager
 
 import (
 	"fmt"
-	"math"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/nodeagent/nodeagent/pkg/volume"
 )
 
 // ConfigSource serves the ConfigMaps and Secrets pods reference (volume.ConfigSource has the
@@ -107,7 +106,11 @@ func envSourceValue(pod *v1.Pod, c *v1.Container, src *v1.EnvVarSource, podIPs [
 		v, err := podField(pod, src.FieldRef.FieldPath, podIPs, nodeIP)
 		return v, false, err
 	case src.ResourceFieldRef != nil:
-		v, err := resourceField(pod, c, src.ResourceFieldRef)
+		ref := *src.ResourceFieldRef
+		if ref.ContainerName == "" {
+			ref.ContainerName = c.Name
+		}
+		v, err := volume.ResourceFieldValue(pod, &ref)
 		return v, false, err
 	case src.ConfigMapKeyRef != nil:
 		ref := src.ConfigMapKeyRef
@@ -147,41 +150,6 @@ func envSourceValue(pod *v1.Pod, c *v1.Container, src *v1.EnvVarSource, podIPs [
 	return "", false, fmt.Errorf("valueFrom has no source set")
 }
 
-// resourceField answers resourceFieldRef: the named container's request or limit, divided by
-// the divisor (default 1) and rounded up, as the kubelet does. An unset limit has no node
-// allocatable to fall back on here, so it is an error that says so.
-func resourceField(pod *v1.Pod, c *v1.Container, ref *v1.ResourceFieldSelector) (string, error) {
-	target := c
-	if ref.ContainerName != "" {
-		if target = specContainer(pod, ref.ContainerName); target == nil {
-			return "", fmt.Errorf("resourceFieldRef: no container named %q", ref.ContainerName)
-		}
-	}
-	kind, res, ok := strings.Cut(ref.Resource, ".")
-	if !ok || (kind != "limits" && kind != "requests") {
-		return "", fmt.Errorf("resourceFieldRef: unsupported resource %q", ref.Resource)
-	}
-	list := target.Resources.Limits
-	if kind == "requests" {
-		list = target.Resources.Requests
-	}
-	q, ok := list[v1.ResourceName(res)]
-	if !ok {
-		if kind == "requests" {
-			return "0", nil
-		}
-		return "", fmt.Errorf("resourceFieldRef: container %q sets no %s (node allocatable is not known to nodeagent yet)", target.Name, ref.Resource)
-	}
-	divisor := ref.Divisor
-	if divisor.IsZero() {
-		divisor = resource.MustParse("1")
-	}
-	if res == string(v1.ResourceCPU) {
-		return strconv.FormatInt(int64(math.Ceil(float64(q.MilliValue())/float64(divisor.MilliValue()))), 10), nil
-	}
-	return strconv.FormatInt(int64(math.Ceil(float64(q.Value())/float64(divisor.Value()))), 10), nil
-}
-
 // podField answers a downward-API field path.
 func podField(pod *v1.Pod, path string, podIPs []string, nodeIP string) (string, error) {
 	first := func(ips []string) string {
@@ -208,21 +176,7 @@ func podField(pod *v1.Pod, path string, podIPs []string, nodeIP string) (string,
 	case "status.hostIP", "status.hostIPs":
 		return nodeIP, nil
 	}
-	for prefix, m := range map[string]map[string]string{"metadata.labels": pod.Labels, "metadata.annotations": pod.Annotations} {
-		if key, ok := subscript(path, prefix); ok {
-			return m[key], nil
-		}
-	}
-	return "", fmt.Errorf("fieldRef %q is not a supported field path", path)
-}
-
-// subscript parses `prefix['key']`.
-func subscript(path, prefix string) (string, bool) {
-	rest, ok := strings.CutPrefix(path, prefix+"['")
-	if !ok || !strings.HasSuffix(rest, "']") {
-		return "", false
-	}
-	return strings.TrimSuffix(rest, "']"), true
+	return volume.FieldValue(pod, path)
 }
 
 // expand replaces $(VAR) with vars[VAR] when defined and leaves it as written otherwise;

@@ -27,9 +27,9 @@ func addDownwardAPI(b payloadBuilder, pod *v1.Pod, items []v1.DownwardAPIVolumeF
 		case it.FieldRef != nil && it.ResourceFieldRef != nil:
 			err = fmt.Errorf("fieldRef and resourceFieldRef are both set")
 		case it.FieldRef != nil:
-			val, err = volumeField(pod, it.FieldRef.FieldPath)
+			val, err = FieldValue(pod, it.FieldRef.FieldPath)
 		case it.ResourceFieldRef != nil:
-			val, err = volumeResourceField(pod, it.ResourceFieldRef)
+			val, err = ResourceFieldValue(pod, it.ResourceFieldRef)
 		default:
 			err = fmt.Errorf("one of fieldRef and resourceFieldRef is required")
 		}
@@ -43,8 +43,9 @@ func addDownwardAPI(b payloadBuilder, pod *v1.Pod, items []v1.DownwardAPIVolumeF
 	return nil
 }
 
-// volumeField answers the field paths a downwardAPI volume may use.
-func volumeField(pod *v1.Pod, path string) (string, error) {
+// FieldValue answers the metadata field paths of the downward API (a volume may use all of
+// them; env uses it for metadata.* too).
+func FieldValue(pod *v1.Pod, path string) (string, error) {
 	switch path {
 	case "metadata.name":
 		return pod.Name, nil
@@ -88,10 +89,10 @@ func formatMap(m map[string]string) string {
 	return sb.String()
 }
 
-// volumeResourceField answers a resourceFieldRef as the kubelet does (ceil(value / divisor)).
-// The kubelet defaults an unset limit to the node's allocatable, which this package does not
-// know: an unset limit is an error naming the container and resource.
-func volumeResourceField(pod *v1.Pod, ref *v1.ResourceFieldSelector) (string, error) {
+// ResourceFieldValue answers a resourceFieldRef of the named container as the kubelet does:
+// the limit or request divided by the divisor (default 1), rounded up; a request defaults to
+// the limit. Env refs fill ContainerName with their own container before calling it.
+func ResourceFieldValue(pod *v1.Pod, ref *v1.ResourceFieldSelector) (string, error) {
 	if ref.ContainerName == "" {
 		return "", fmt.Errorf("resourceFieldRef %q: containerName is required in a volume", ref.Resource)
 	}

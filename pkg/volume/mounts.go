@@ -176,7 +176,7 @@ func expandSubPath(pod *v1.Pod, c *v1.Container, expr string) (string, error) {
 			vars[e.Name] = e.Value
 			delete(unresolved, e.Name)
 		case e.ValueFrom.FieldRef != nil:
-			if v, err := volumeField(pod, e.ValueFrom.FieldRef.FieldPath); err == nil {
+			if v, err := FieldValue(pod, e.ValueFrom.FieldRef.FieldPath); err == nil {
 				vars[e.Name] = v
 				delete(unresolved, e.Name)
 				continue
