@@ -149,8 +149,14 @@ func (c *config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("log-format: %q must be text or json", c.LogFormat)
 	}
-	if _, _, err := net.SplitHostPort(c.DebugAddress); err != nil {
+	host, _, err := net.SplitHostPort(c.DebugAddress)
+	if err != nil {
 		return fmt.Errorf("debug-address: %q is not host:port: %v", c.DebugAddress, err)
+	}
+	// The debug server has no authentication yet (it serves pod specs and a profiler), so it
+	// may only listen on loopback.
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("debug-address: %q is not a loopback address; serving debug endpoints on other addresses needs authentication, which nodeagent does not have yet", c.DebugAddress)
 	}
 	if !strings.HasPrefix(c.RuntimeEndpoint, "unix://") && !strings.HasPrefix(c.RuntimeEndpoint, "/") {
 		return fmt.Errorf("runtime-endpoint: %q must be unix:///path/to/socket", c.RuntimeEndpoint)

@@ -47,6 +47,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"relative root dir", "root-dir: var/lib\n", nil, `root-dir: "var/lib"`},
 		{"list where a value belongs", "node-name: [a, b]\n", nil, `key "node-name": want a single value`},
 		{"bad debug address", "debug-address: nope\n", nil, `debug-address: "nope"`},
+		{"public debug address", "debug-address: 0.0.0.0:10248\n", nil, `debug-address: "0.0.0.0:10248" is not a loopback address`},
 		{"bad node ip", "node-ip: 10.0.0\n", nil, `node-ip: "10.0.0"`},
 		{"unknown flag", "", []string{"--no-such-flag"}, `unknown flag: --no-such-flag`},
 		{"not yaml", "a: [\n", nil, "not valid YAML"},
