@@ -1,0 +1,244 @@
+package network
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// startAgent serves handler on a socket in a temp dir until the test ends.
+func startAgent(t *testing.T, handler DelegateHandler) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := ListenDelegate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeDelegate(ctx, l, handler) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeDelegate: %v", err)
+		}
+	})
+	return path
+}
+
+// containerdConf is the shape of what containerd passes the delegate: its config plus the
+// runtimeConfig it computed for the pod.
+const containerdConf = `{"cniVersion":"1.0.0","name":"nodeagent-delegate","type":"nodeagent",
+ "runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":""}],
+  "bandwidth":{"ingressRate":1000000,"ingressBurst":4294967295}}}`
+
+func delegateEnv(command string) []string {
+	return []string{
+		"PATH=/usr/bin",
+		"CNI_COMMAND=" + command,
+		"CNI_CONTAINERID=c1",
+		"CNI_NETNS=/var/run/netns/cni-1",
+		"CNI_IFNAME=eth0",
+		"CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=c1;K8S_POD_UID=u1",
+		"CNI_PATH=/opt/cni/bin",
+	}
+}
+
+func runDelegate(env []string, stdin, socket string) (int, string) {
+	var out bytes.Buffer
+	code := RunDelegate(env, strings.NewReader(stdin), &out, socket)
+	return code, out.String()
+}
+
+func TestDelegateRoundTrip(t *testing.T) {
+	var mu sync.Mutex
+	var got Request
+	const result = `{"cniVersion":"1.0.0","ips":[{"address":"10.88.0.2/16"}]}`
+	socket := startAgent(t, func(_ context.Context, req Request) ([]byte, error) {
+		mu.Lock()
+		got = req
+		mu.Unlock()
+		return []byte(result), nil
+	})
+
+	code, out := runDelegate(delegateEnv("ADD"), containerdConf, socket)
+	if code != 0 || out != result+"\n" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got.Command != "ADD" || got.ContainerID != "c1" || got.NetNS != "/var/run/netns/cni-1" ||
+		got.IfName != "eth0" || got.Path != "/opt/cni/bin" || !strings.Contains(got.Args, "K8S_POD_UID=u1") {
+		t.Errorf("agent got %+v", got)
+	}
+
+	a, err := AttachmentFromRequest(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Attachment{
+		ContainerID: "c1", NetNS: "/var/run/netns/cni-1", IfName: "eth0",
+		PodName: "web", PodNamespace: "default", PodUID: "u1",
+		PortMappings: []PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}},
+		Bandwidth:    &Bandwidth{IngressRate: 1000000, IngressBurst: 4294967295},
+	}
+	if !reflect.DeepEqual(a, want) {
+		t.Errorf("attachment\n  %+v\nwant\n  %+v", a, want)
+	}
+	if v := RequestCNIVersion(got); v != "1.0.0" {
+		t.Errorf("request cniVersion %q", v)
+	}
+
+	// DEL prints nothing on success.
+	if code, out := runDelegate(delegateEnv("DEL"), containerdConf, startAgent(t, func(context.Context, Request) ([]byte, error) { return nil, nil })); code != 0 || out != "" {
+		t.Errorf("DEL: exit %d, stdout %q", code, out)
+	}
+}
+
+func TestDelegatePrintsTheAgentsError(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{
+			"CNI error keeps its code", errors.Join(errors.New("CNI ADD failed"), types.NewError(types.ErrInvalidNetworkConfig, "bad", "why")),
+			`{"cniVersion":"1.0.0","code":7,"msg":"CNI ADD failed\nbad; why","details":"why"}` + "\n",
+		},
+		{
+			"other error is internal", errors.New("network not ready"),
+			`{"cniVersion":"1.0.0","code":999,"msg":"network not ready"}` + "\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			socket := startAgent(t, func(context.Context, Request) ([]byte, error) { return nil, tc.err })
+			code, out := runDelegate(delegateEnv("ADD"), containerdConf, socket)
+			if code != 1 || out != tc.want {
+				t.Errorf("exit %d, stdout\n  %s\nwant\n  %s", code, out, tc.want)
+			}
+		})
+	}
+}
+
+func TestDelegateWithTheAgentUnreachable(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "agent.sock")
+	for _, tc := range []struct {
+		command string
+		code    int
+	}{
+		{"ADD", 11},
+		// DEL fails too, so containerd's StopPodSandbox is retried and the lease is freed
+		// once the agent is back.
+		{"DEL", 11},
+		{"CHECK", 11},
+		{"STATUS", 50},
+	} {
+		t.Run(tc.command, func(t *testing.T) {
+			code, out := runDelegate(delegateEnv(tc.command), containerdConf, socket)
+			want := `{"cniVersion":"1.0.0","code":` + map[int]string{11: "11", 50: "50"}[tc.code] +
+				`,"msg":"nodeagent is not reachable at ` + socket + `: dial unix ` + socket +
+				`: connect: no such file or directory"}` + "\n"
+			if code != 1 || out != want {
+				t.Errorf("exit %d, stdout\n  %s\nwant\n  %s", code, out, want)
+			}
+		})
+	}
+}
+
+func TestDelegateAnswersVersionWithoutTheAgent(t *testing.T) {
+	code, out := runDelegate([]string{"CNI_COMMAND=VERSION"}, `{"cniVersion":"1.0.0"}`, filepath.Join(t.TempDir(), "none.sock"))
+	want := `{"cniVersion":"1.1.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}`
+	if code != 0 || strings.TrimSpace(out) != want {
+		t.Errorf("exit %d, stdout %q, want %s", code, out, want)
+	}
+}
+
+func TestDelegateRejectsABadEnvironmentLocally(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "none.sock")
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		stdin string
+		want  string
+	}{
+		{"no command", nil, containerdConf, `{"cniVersion":"1.0.0","code":4,"msg":"CNI_COMMAND is not set"}`},
+		{"unknown command", []string{"CNI_COMMAND=FROB"}, containerdConf, `{"cniVersion":"1.0.0","code":4,"msg":"unknown CNI_COMMAND \"FROB\""}`},
+		{"ADD without netns", []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=c1", "CNI_IFNAME=eth0"}, containerdConf, `{"cniVersion":"1.0.0","code":4,"msg":"CNI_NETNS is required for ADD"}`},
+		{"DEL without ifname", []string{"CNI_COMMAND=DEL", "CNI_CONTAINERID=c1"}, containerdConf, `{"cniVersion":"1.0.0","code":4,"msg":"CNI_IFNAME is required for DEL"}`},
+		{"config not JSON", delegateEnv("ADD"), "nope", `{"cniVersion":"1.1.0","code":6,"msg":"nodeagent delegate: the network config on stdin is not JSON"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := runDelegate(tc.env, tc.stdin, socket)
+			if code != 1 || strings.TrimSpace(out) != tc.want {
+				t.Errorf("exit %d, stdout\n  %s\nwant\n  %s", code, out, tc.want)
+			}
+		})
+	}
+}
+
+func TestDelegateSocketIsOwnerOnlyAndReplacesAStaleOne(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run", "agent.sock")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("stale"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ListenDelegate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, want a socket with 0600", fi.Mode())
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+		t.Errorf("dir holds %d entries, want only the socket", len(entries))
+	}
+	l.Close()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left behind after Close: %v", err)
+	}
+}
+
+func TestServeDelegateStopsOnCancelAfterTheCallsInFlight(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := ListenDelegate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	entered := make(chan struct{})
+	finished := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- ServeDelegate(ctx, l, func(hctx context.Context, _ Request) ([]byte, error) {
+			close(entered)
+			<-hctx.Done()
+			close(finished)
+			return nil, hctx.Err()
+		})
+	}()
+	go runDelegate(delegateEnv("ADD"), containerdConf, path)
+	<-entered
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("ServeDelegate: %v", err)
+	}
+	select {
+	case <-finished:
+	default:
+		t.Error("ServeDelegate returned before the call in flight finished")
+	}
+}

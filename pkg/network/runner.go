@@ -1,0 +1,289 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// ErrNotAttached means the runner has no record of an attachment: it was never added, or the
+// result cache lost it. The pod's network has to be set up again.
+var ErrNotAttached = errors.New("no cached CNI result for this attachment")
+
+// Attachment is one pod's interface on the node network: what a CNI ADD, DEL or CHECK is
+// about. ContainerID is the pod sandbox ID, the key CNI and containerd share.
+type Attachment struct {
+	ContainerID  string
+	NetNS        string
+	IfName       string
+	PodName      string
+	PodNamespace string
+	PodUID       string
+	PortMappings []PortMapping
+	Bandwidth    *Bandwidth
+}
+
+// PortMapping is one hostPort, in the shape of the portMappings capability that portmap reads.
+type PortMapping struct {
+	HostPort      int32  `json:"hostPort"`
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// Bandwidth is the bandwidth capability the bandwidth plugin reads: rates in bits per second,
+// bursts in bits. Zero leaves that direction unshaped.
+type Bandwidth struct {
+	IngressRate  uint64 `json:"ingressRate,omitempty"`
+	IngressBurst uint64 `json:"ingressBurst,omitempty"`
+	EgressRate   uint64 `json:"egressRate,omitempty"`
+	EgressBurst  uint64 `json:"egressBurst,omitempty"`
+}
+
+func (a Attachment) key() attachmentKey {
+	return attachmentKey{containerID: a.ContainerID, ifName: a.IfName}
+}
+
+// attachmentKey is how CNI identifies an attachment (GC's valid-attachments uses the same pair).
+type attachmentKey struct{ containerID, ifName string }
+
+// RunnerOptions are the optional knobs of NewRunner.
+type RunnerOptions struct {
+	// Exec runs the plugin binaries. Nil means libcni's real exec; tests pass a fake.
+	Exec invoke.Exec
+}
+
+// Runner runs the node network list for pod attachments with libcni. It is safe for concurrent
+// use. It never waits on anything but plugin processes and its own short locks, so the delegate
+// server can call it while a pod worker is inside RunPodSandbox (see DESIGN.md decision 5).
+type Runner struct {
+	network *Network
+	cni     *libcni.CNIConfig
+
+	// gcMu keeps GC out while any ADD, DEL or CHECK runs (they hold it shared): a GC racing an
+	// ADD could free the address the ADD is handing out.
+	gcMu sync.RWMutex
+
+	// mu guards busy and known.
+	mu sync.Mutex
+	// busy holds one lock per attachment: CNI forbids concurrent calls for the same container
+	// and interface, and the agent's CHECK loop could otherwise meet containerd's DEL.
+	busy map[attachmentKey]*attachmentLock
+	// known holds the attachments this process has ADDed (or is ADDing) and not since been
+	// asked to DEL. GC always treats them as live, so a pod created between the caller's
+	// snapshot of the runtime and the GC call is never collected.
+	known map[attachmentKey]struct{}
+}
+
+type attachmentLock struct {
+	mu   sync.Mutex
+	refs int // guarded by Runner.mu
+}
+
+// NewRunner returns a Runner for network. cacheDir is where libcni keeps each attachment's
+// result so DEL and CHECK get it as prevResult and GC can find leaked attachments after a
+// crash. It must be the agent's own directory, not containerd's (/var/lib/cni by default):
+// libcni keys the cache by network name and container ID, and containerd caches the
+// delegate's result there too.
+func NewRunner(network *Network, cacheDir string, opts RunnerOptions) (*Runner, error) {
+	if network == nil {
+		return nil, errors.New("new CNI runner: no network")
+	}
+	if cacheDir == "" {
+		return nil, errors.New("new CNI runner: no cache dir")
+	}
+	return &Runner{
+		network: network,
+		cni:     libcni.NewCNIConfigWithCacheDir(network.binDirs, cacheDir, opts.Exec),
+		busy:    map[attachmentKey]*attachmentLock{},
+		known:   map[attachmentKey]struct{}{},
+	}, nil
+}
+
+// Network is the list this runner runs.
+func (r *Runner) Network() *Network { return r.network }
+
+// Add attaches the pod to the network and returns the result of the last plugin, in the
+// list's cniVersion. On failure the caller (containerd, through the delegate) must still DEL,
+// as the CNI spec requires, to release what the plugins that did succeed allocated.
+func (r *Runner) Add(ctx context.Context, a Attachment) (types.Result, error) {
+	unlock := r.lock(a.key())
+	defer unlock()
+
+	r.mu.Lock()
+	r.known[a.key()] = struct{}{}
+	r.mu.Unlock()
+
+	res, err := r.cni.AddNetworkList(ctx, r.network.list, runtimeConf(a))
+	if err != nil {
+		// A failed ADD is no attachment; leaving it out lets GC free its leftovers if the
+		// runtime's DEL never comes.
+		r.mu.Lock()
+		delete(r.known, a.key())
+		r.mu.Unlock()
+		return nil, fmt.Errorf("CNI ADD of network %q for sandbox %s (pod %s): %w", r.network.Name(), a.ContainerID, podRef(a), err)
+	}
+	return res, nil
+}
+
+// Del detaches the pod. It is idempotent: deleting twice, or an attachment that was never
+// added, succeeds, because the plugins' DEL must tolerate missing resources. A netns that no
+// longer exists is passed as empty, which the spec allows and plugins handle by only releasing
+// their state (the IPAM lease). DEL should still run while the netns exists: the bridge plugin
+// only removes its masquerade rule when it can see the interface.
+func (r *Runner) Del(ctx context.Context, a Attachment) error {
+	unlock := r.lock(a.key())
+	defer unlock()
+
+	// Forget it before running: the runtime considers it gone even if DEL fails, and from
+	// here on a GC is free to release it.
+	r.mu.Lock()
+	delete(r.known, a.key())
+	r.mu.Unlock()
+
+	if a.NetNS != "" {
+		if _, err := os.Stat(a.NetNS); errors.Is(err, os.ErrNotExist) {
+			a.NetNS = ""
+		}
+	}
+	if err := r.cni.DelNetworkList(ctx, r.network.list, runtimeConf(a)); err != nil {
+		return fmt.Errorf("CNI DEL of network %q for sandbox %s (pod %s): %w", r.network.Name(), a.ContainerID, podRef(a), err)
+	}
+	return nil
+}
+
+// Check asks every plugin whether the attachment is still as ADD left it. It fails with
+// ErrNotAttached when there is no cached result for it (never added, or the cache was lost).
+func (r *Runner) Check(ctx context.Context, a Attachment) error {
+	unlock := r.lock(a.key())
+	defer unlock()
+	// libcni would run CHECK with no prevResult, and every plugin would fail it with its own
+	// wording; one error the CHECK loop can act on (re-ADD) is better.
+	cached, err := r.cni.GetNetworkListCachedResult(r.network.list, runtimeConf(a))
+	if err != nil {
+		return fmt.Errorf("CNI CHECK of network %q for sandbox %s (pod %s): read cached result: %w", r.network.Name(), a.ContainerID, podRef(a), err)
+	}
+	if cached == nil {
+		return fmt.Errorf("CNI CHECK of network %q for sandbox %s (pod %s): %w", r.network.Name(), a.ContainerID, podRef(a), ErrNotAttached)
+	}
+	if err := r.cni.CheckNetworkList(ctx, r.network.list, runtimeConf(a)); err != nil {
+		return fmt.Errorf("CNI CHECK of network %q for sandbox %s (pod %s): %w", r.network.Name(), a.ContainerID, podRef(a), err)
+	}
+	return nil
+}
+
+// GC releases everything that does not belong to a live attachment: first a DEL for each
+// attachment in the result cache that is not live, then (CNI 1.1) a GC call to every plugin
+// with cni.dev/valid-attachments, which frees what left no cache entry (a crash in the middle
+// of an ADD). live is the runtime's view; attachments this process ADDed and has not been
+// asked to DEL are added to it. It waits for running ADD/DEL/CHECK calls to finish and holds
+// new ones back until it is done.
+func (r *Runner) GC(ctx context.Context, live []Attachment) error {
+	r.gcMu.Lock()
+	defer r.gcMu.Unlock()
+
+	seen := map[attachmentKey]bool{}
+	var valid []types.GCAttachment
+	add := func(k attachmentKey) {
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		valid = append(valid, types.GCAttachment{ContainerID: k.containerID, IfName: k.ifName})
+	}
+	for _, a := range live {
+		add(a.key())
+	}
+	r.mu.Lock()
+	for k := range r.known {
+		add(k)
+	}
+	r.mu.Unlock()
+
+	if err := r.cni.GCNetworkList(ctx, r.network.list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
+		return fmt.Errorf("CNI GC of network %q: %w", r.network.Name(), err)
+	}
+	return nil
+}
+
+// Status asks every plugin whether it is ready for ADDs (CNI 1.1 STATUS); lists of older
+// versions always report ready. It feeds the agent's network readiness.
+func (r *Runner) Status(ctx context.Context) error {
+	if err := r.cni.GetStatusNetworkList(ctx, r.network.list); err != nil {
+		return fmt.Errorf("CNI STATUS of network %q: %w", r.network.Name(), err)
+	}
+	return nil
+}
+
+// Validate runs every plugin's VERSION command and checks it supports the list's cniVersion.
+// LoadNetwork cannot do this because it executes the binaries.
+func (r *Runner) Validate(ctx context.Context) error {
+	if _, err := r.cni.ValidateNetworkList(ctx, r.network.list); err != nil {
+		return fmt.Errorf("%w: network %q: %v", ErrInvalidConfig, r.network.Name(), err)
+	}
+	return nil
+}
+
+// lock takes the attachment's lock and GC's shared lock, and returns the release.
+func (r *Runner) lock(k attachmentKey) func() {
+	r.gcMu.RLock()
+	r.mu.Lock()
+	l := r.busy[k]
+	if l == nil {
+		l = &attachmentLock{}
+		r.busy[k] = l
+	}
+	l.refs++
+	r.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		r.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(r.busy, k)
+		}
+		r.mu.Unlock()
+		r.gcMu.RUnlock()
+	}
+}
+
+// runtimeConf builds libcni's per-call arguments. CNI_ARGS carries the same keys containerd
+// passes, so plugins that look pods up (and IgnoreUnknown so those that do not) behave alike
+// whether the agent or containerd runs them. libcni hands each capability only to the plugins
+// that declare it.
+func runtimeConf(a Attachment) *libcni.RuntimeConf {
+	rt := &libcni.RuntimeConf{
+		ContainerID: a.ContainerID,
+		NetNS:       a.NetNS,
+		IfName:      a.IfName,
+		Args: [][2]string{
+			{"IgnoreUnknown", "1"},
+			{"K8S_POD_NAMESPACE", a.PodNamespace},
+			{"K8S_POD_NAME", a.PodName},
+			{"K8S_POD_INFRA_CONTAINER_ID", a.ContainerID},
+			{"K8S_POD_UID", a.PodUID},
+		},
+		CapabilityArgs: map[string]any{},
+	}
+	if len(a.PortMappings) > 0 {
+		rt.CapabilityArgs["portMappings"] = a.PortMappings
+	}
+	if a.Bandwidth != nil {
+		rt.CapabilityArgs["bandwidth"] = a.Bandwidth
+	}
+	return rt
+}
+
+func podRef(a Attachment) string {
+	if a.PodName == "" {
+		return "unknown"
+	}
+	return a.PodNamespace + "/" + a.PodName
+}
