@@ -149,6 +149,7 @@ func (w *worker) removeOldInstances(ctx context.Context, pod *v1.Pod, st *podSta
 			log.WithError(err).Warn("removing an old container instance failed")
 			continue
 		}
+		delete(w.killNotes, ci.c.Id)
 		logFile := filepath.Join(w.m.podLogDir(pod), name, fmt.Sprintf("%d.log", ci.restartCount()))
 		if err := os.Remove(logFile); err != nil && !os.IsNotExist(err) {
 			log.WithError(err).Warn("removing an old container log failed")

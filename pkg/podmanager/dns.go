@@ -17,7 +17,7 @@ import (
 func dnsConfig(pod *v1.Pod, resolvConf string) (*runtimeapi.DNSConfig, error) {
 	cfg := &runtimeapi.DNSConfig{}
 	if pod.Spec.DNSPolicy != v1.DNSNone {
-		host, err := readResolvConf(resolvConf)
+		host, err := ReadResolvConf(resolvConf)
 		if err != nil {
 			return nil, err
 		}
@@ -37,9 +37,10 @@ func dnsConfig(pod *v1.Pod, resolvConf string) (*runtimeapi.DNSConfig, error) {
 	return cfg, nil
 }
 
-// readResolvConf reads nameserver, search/domain and options lines. A missing file gives an
-// empty config, as on hosts without a resolver.
-func readResolvConf(path string) (*runtimeapi.DNSConfig, error) {
+// ReadResolvConf reads nameserver, search/domain and options lines into the CRI form. A
+// missing file gives an empty config, as on hosts without a resolver. The bench's direct-CRI
+// floor uses it too, so both build the same sandbox.
+func ReadResolvConf(path string) (*runtimeapi.DNSConfig, error) {
 	cfg := &runtimeapi.DNSConfig{}
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {

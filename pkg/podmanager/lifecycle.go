@@ -13,8 +13,9 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/nodeagent/nodeagent/pkg/podmanager/prober"
 )
 
 // Hook reasons as the kubelet spells them.
@@ -78,7 +79,7 @@ func (w *worker) httpHook(ctx context.Context, c *v1.Container, g *v1.HTTPGetAct
 	if host == "" {
 		host = firstIP(w.podIPs)
 	}
-	port, err := resolvePort(g.Port, c)
+	port, err := prober.ResolvePort(g.Port, c.Name, c.Ports)
 	if err != nil {
 		return err
 	}
@@ -111,22 +112,6 @@ func (w *worker) httpHook(ctx context.Context, c *v1.Container, g *v1.HTTPGetAct
 		return fmt.Errorf("httpGet %s: HTTP %d", u, resp.StatusCode)
 	}
 	return nil
-}
-
-// resolvePort turns a port number or a container port's name into a number.
-func resolvePort(p intstr.IntOrString, c *v1.Container) (int, error) {
-	if p.StrVal == "" {
-		if p.IntVal <= 0 || p.IntVal > 65535 {
-			return 0, fmt.Errorf("port %d is out of range", p.IntVal)
-		}
-		return int(p.IntVal), nil
-	}
-	for _, cp := range c.Ports {
-		if cp.Name == p.StrVal {
-			return int(cp.ContainerPort), nil
-		}
-	}
-	return 0, fmt.Errorf("container %q has no port named %q", c.Name, p.StrVal)
 }
 
 // stopContainer stops one running container the way Kubernetes does: preStop first, within

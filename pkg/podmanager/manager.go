@@ -186,15 +186,20 @@ func (m *Manager) Run(ctx context.Context) {
 
 	t := m.cfg.Clock.NewTicker(m.cfg.RelistPeriod)
 	defer t.Stop()
+	periodic := true // the first pass, then every tick; not the relists events ask for
 	for {
 		m.relist(ctx)
-		m.removeOrphanVolumes()
+		if periodic {
+			m.removeOrphanVolumes() // reads the disk: the slow safety net only
+		}
 		select {
 		case <-ctx.Done():
 			m.waitWorkers(5 * time.Second)
 			return
 		case <-t.C():
+			periodic = true
 		case <-m.relistNow:
+			periodic = false
 		}
 	}
 }
@@ -221,7 +226,7 @@ func (m *Manager) HandleContainerEvent(containerID, podUID, event string) {
 	}
 	w := m.workers[uid]
 	if w != nil {
-		if event == eventStopped {
+		if event == string(cri.ContainerStopped) {
 			w.announced[containerID] = m.cfg.Clock.Now()
 		}
 		w.poke()
@@ -243,9 +248,6 @@ func (m *Manager) own(id string, uid types.UID) {
 	m.owners[id] = uid
 	m.mu.Unlock()
 }
-
-// eventStopped is the event type of an exit, as pkg/cri names it.
-const eventStopped = "stopped"
 
 // RequestRelist asks for a relist now, e.g. after the event stream was re-established and
 // events may have been missed. It never blocks.

@@ -1,19 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/podmanager"
 )
 
 // labelFloor marks the floor's sandboxes; they carry no agent node label, so no agent ever
@@ -38,7 +37,7 @@ func newFloor(ctx context.Context, rt *cri.Client, image, logsDir string) (*floo
 	if img == nil {
 		return nil, fmt.Errorf("image %s is not in the runtime", image)
 	}
-	dns, err := hostDNS("/etc/resolv.conf")
+	dns, err := podmanager.ReadResolvConf("/etc/resolv.conf")
 	if err != nil {
 		return nil, err
 	}
@@ -152,36 +151,6 @@ func namespaceOptions() *runtimeapi.NamespaceOption {
 		Pid:     runtimeapi.NamespaceMode_CONTAINER,
 		Ipc:     runtimeapi.NamespaceMode_POD,
 	}
-}
-
-// hostDNS reads the host's resolver config (nameserver, search, options), as the agent does
-// for dnsPolicy ClusterFirst without a cluster DNS.
-func hostDNS(path string) (*runtimeapi.DNSConfig, error) {
-	cfg := &runtimeapi.DNSConfig{}
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return cfg, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		switch fields[0] {
-		case "nameserver":
-			cfg.Servers = append(cfg.Servers, fields[1])
-		case "search", "domain":
-			cfg.Searches = fields[1:]
-		case "options":
-			cfg.Options = append(cfg.Options, fields[1:]...)
-		}
-	}
-	return cfg, sc.Err()
 }
 
 // newUID is a random UUID-shaped pod UID.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -61,7 +62,7 @@ func (m *Manager) newHandler(t *Target) handler {
 
 // address joins the probe's host (default the pod IP) and its resolved port.
 func address(t *Target, host string, port intstr.IntOrString) (string, error) {
-	n, err := resolvePort(port, t)
+	n, err := ResolvePort(port, t.ContainerName, t.Ports)
 	if err != nil {
 		return "", err
 	}
@@ -74,13 +75,14 @@ func address(t *Target, host string, port intstr.IntOrString) (string, error) {
 	return joinHostPort(host, n), nil
 }
 
-// resolvePort turns a port number or the name of one of the container's ports into a
-// number. As the kubelet, a name that is no port's name is tried as a number.
-func resolvePort(p intstr.IntOrString, t *Target) (int, error) {
+// ResolvePort turns a port number or the name of one of the container's ports into a
+// number. As the kubelet, a name that is no port's name is tried as a number. Lifecycle
+// hooks resolve their httpGet ports with it too.
+func ResolvePort(p intstr.IntOrString, container string, ports []v1.ContainerPort) (int, error) {
 	port := int(p.IntVal)
 	if p.Type == intstr.String {
 		found := false
-		for _, cp := range t.Ports {
+		for _, cp := range ports {
 			if cp.Name == p.StrVal {
 				port, found = int(cp.ContainerPort), true
 				break
@@ -89,7 +91,7 @@ func resolvePort(p intstr.IntOrString, t *Target) (int, error) {
 		if !found {
 			n, err := strconv.Atoi(p.StrVal)
 			if err != nil {
-				return 0, fmt.Errorf("container %q has no port named %q", t.ContainerName, p.StrVal)
+				return 0, fmt.Errorf("container %q has no port named %q", container, p.StrVal)
 			}
 			port = n
 		}
