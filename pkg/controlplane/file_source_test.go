@@ -467,3 +467,35 @@ func TestHalfWrittenFileKeepsItsPodsUntilItSettles(t *testing.T) {
 		t.Fatalf("%d log entries about the settled broken file, want 1", n)
 	}
 }
+
+func TestTruncatedFileKeepsItsPodsAndWarningsUntilItSettles(t *testing.T) {
+	dir := t.TempDir()
+	logger, hook := logtest.NewNullLogger()
+	sc := newScanner(dir, testNode, logrus.NewEntry(logger), time.Now)
+	content := podYAML("web") + "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+	writeFile(t, dir, "web.yaml", content)
+	if pods := sc.scan(); len(pods) != 1 || len(hook.AllEntries()) != 1 {
+		t.Fatalf("first scan: %d pods, logs %v", len(pods), hook.AllEntries())
+	}
+
+	// An in-place rewrite caught between truncate and write: the pod stays, nothing is logged,
+	// and the same content written back is not reported again.
+	writeFile(t, dir, "web.yaml", "")
+	if pods := sc.scan(); len(pods) != 1 || sc.recheck <= 0 {
+		t.Fatalf("a truncated file dropped its pod: %v (recheck %v)", podNames(pods), sc.recheck)
+	}
+	writeFile(t, dir, "web.yaml", content)
+	if pods := sc.scan(); len(pods) != 1 || len(hook.AllEntries()) != 1 {
+		t.Fatalf("rewritten file: %d pods, logs %v", len(pods), hook.AllEntries())
+	}
+
+	// Emptied for good: once settled its pod goes.
+	writeFile(t, dir, "web.yaml", "")
+	old := time.Now().Add(-2 * settleTime)
+	if err := os.Chtimes(filepath.Join(dir, "web.yaml"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if pods := sc.scan(); len(pods) != 0 {
+		t.Fatalf("a settled empty file kept its pods: %v", podNames(pods))
+	}
+}

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"io/fs"
@@ -163,15 +164,20 @@ func (sc *scanner) readFile(name string) *fileState {
 		return st
 	}
 	parsed := parseFile(name, data, sc.nodeName, sc.now())
-	if len(parsed.errs) > 0 {
+	// A file caught between truncate and write reads empty; like one that does not parse, a
+	// fresh empty file keeps its last content's objects until it settles, so an in-place
+	// rewrite neither drops its pods for a moment nor repeats its warnings.
+	truncated := len(bytes.TrimSpace(data)) == 0 && (len(st.parsed.pods) > 0 || len(st.parsed.configs) > 0)
+	if len(parsed.errs) > 0 || truncated {
 		if info, err := os.Stat(p); err == nil {
 			if age := sc.now().Sub(info.ModTime()); age < settleTime {
 				wait := settleTime - age
 				if sc.recheck == 0 || wait < sc.recheck {
 					sc.recheck = wait
 				}
-				// Keep the last good parse; its zero sum makes the next scan parse again.
-				return &fileState{parsed: st.parsed}
+				// Keep the last good parse and its sum: a scan that finds that content
+				// back changes and logs nothing; any other content is parsed again.
+				return &fileState{sum: st.sum, parsed: st.parsed}
 			}
 		}
 	}
