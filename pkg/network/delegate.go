@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -178,18 +179,41 @@ func toCNIError(err error) *types.Error {
 	return types.NewError(types.ErrInternal, err.Error(), "")
 }
 
+// DefaultSocket is where the agent listens for the delegate when neither the agent's flags nor
+// the delegate's config say otherwise.
+const DefaultSocket = "/run/nodeagent/cni.sock"
+
+// delegateDelTimeout bounds a DEL the delegate runs itself; containerd's own CNI timeout is
+// usually shorter and wins.
+const delegateDelTimeout = 2 * time.Minute
+
+// DelegateConf is what the delegate reads from the plugin config containerd passes it (its
+// entry in containerd's conflist), besides the standard keys.
+type DelegateConf struct {
+	CNIVersion string `json:"cniVersion"`
+	// Socket is the agent's socket; empty means DefaultSocket.
+	Socket string `json:"socket,omitempty"`
+	// SocketDir, instead of Socket, is a directory of agent sockets (*.sock) tried in name
+	// order until one answers: several agents sharing one containerd, as on the test bed. Any
+	// of them can serve any pod, because they share StateDir.
+	SocketDir string `json:"socketDir,omitempty"`
+	// StateDir is the node network's state directory (see state.go), for a DEL the delegate
+	// has to run itself; empty means DefaultStateDir.
+	StateDir string `json:"stateDir,omitempty"`
+}
+
 // RunDelegate is the plugin side, run when containerd starts the nodeagent binary as a CNI
-// plugin (CNI_COMMAND is set). It forwards the call to the agent at socketPath and prints the
-// answer on stdout, returning the process exit code.
+// plugin (CNI_COMMAND is set). It forwards the call to the agent named by the config on stdin
+// (DelegateConf) and prints the answer on stdout, returning the process exit code.
 //
 // VERSION is answered locally so containerd can load its config before the agent runs. When
-// the agent cannot be reached every other command fails with a CNI error saying so (code 11,
-// try again later; STATUS uses 50, plugin not available, which is what makes containerd report
-// the network as not ready). That includes DEL: succeeding without the agent would drop the
-// pod's address lease on the floor, while failing makes StopPodSandbox fail and containerd
-// (through the pod worker) retry it, so the DEL reaches the agent once it is back. GC at the
-// agent's start is the backstop for a DEL that never comes.
-func RunDelegate(env []string, stdin io.Reader, stdout io.Writer, socketPath string) int {
+// the agent cannot be reached, ADD and CHECK fail with a CNI error saying so (code 11, try
+// again later) and STATUS with code 50 (plugin not available), which is what makes containerd
+// report the network as not ready. DEL runs the node's list itself from the state directory,
+// while the netns still exists: the address, the masquerade rule and the hostPort rules are
+// released, and the sandbox can be removed (crictl rmp works with the agent stopped). GC at
+// the agent's start is the backstop for a DEL that never comes.
+func RunDelegate(env []string, stdin io.Reader, stdout io.Writer) int {
 	vars := map[string]string{}
 	for _, kv := range env {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -224,14 +248,22 @@ func RunDelegate(env []string, stdin io.Reader, stdout io.Writer, socketPath str
 		return printCNIError(stdout, confVersion, types.NewError(types.ErrDecodingFailure, "nodeagent delegate: the network config on stdin is not JSON", ""))
 	}
 
-	resp, err := callAgent(req, socketPath)
+	var conf DelegateConf
+	_ = json.Unmarshal(stdinData, &conf) // valid JSON; a wrongly typed key just stays default
+	resp, err := callAgent(req, conf)
 	if err != nil {
+		if req.Command == CommandDel {
+			if derr := delWithoutAgent(req, conf); derr != nil {
+				return printCNIError(stdout, confVersion, types.NewError(types.ErrTryAgainLater,
+					fmt.Sprintf("%v, and the delegate's own DEL failed: %v", err, derr), ""))
+			}
+			return 0
+		}
 		code := types.ErrTryAgainLater
 		if req.Command == CommandStatus {
 			code = types.ErrPluginNotAvailable
 		}
-		return printCNIError(stdout, confVersion, types.NewError(code,
-			fmt.Sprintf("nodeagent is not reachable at %s: %v", socketPath, err), ""))
+		return printCNIError(stdout, confVersion, types.NewError(code, err.Error(), ""))
 	}
 	if resp.Error != nil {
 		return printCNIError(stdout, confVersion, resp.Error)
@@ -272,11 +304,39 @@ func checkRequest(req Request) *types.Error {
 	return nil
 }
 
-func callAgent(req Request, socketPath string) (*Response, error) {
-	conn, err := net.DialTimeout("unix", socketPath, delegateDialTimeout)
-	if err != nil {
-		return nil, err
+// callAgent sends req to the first agent socket that accepts a connection.
+func callAgent(req Request, conf DelegateConf) (*Response, error) {
+	var sockets []string
+	switch {
+	case conf.Socket != "":
+		sockets = []string{conf.Socket}
+	case conf.SocketDir != "":
+		matches, err := filepath.Glob(filepath.Join(conf.SocketDir, "*.sock"))
+		if err != nil || len(matches) == 0 {
+			return nil, fmt.Errorf("nodeagent is not running: no agent socket in %s", conf.SocketDir)
+		}
+		sockets = matches // Glob sorts
+	default:
+		sockets = []string{DefaultSocket}
 	}
+	var errs []string
+	for _, s := range sockets {
+		conn, err := net.DialTimeout("unix", s, delegateDialTimeout)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		resp, err := exchange(conn, req)
+		if err != nil {
+			return nil, fmt.Errorf("nodeagent at %s did not answer: %w", s, err)
+		}
+		return resp, nil
+	}
+	return nil, fmt.Errorf("nodeagent is not reachable: %s", strings.Join(errs, "; "))
+}
+
+// exchange sends one request on conn and reads the answer.
+func exchange(conn net.Conn, req Request) (*Response, error) {
 	defer conn.Close()
 	if err := json.NewEncoder(conn).Encode(&req); err != nil {
 		return nil, fmt.Errorf("send request: %w", err)
@@ -290,6 +350,34 @@ func callAgent(req Request, socketPath string) (*Response, error) {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
 	return &resp, nil
+}
+
+// delWithoutAgent runs the DEL with the list the agent saved in the state directory. With no
+// saved list the agent never ran with this state directory, so it never attached anything
+// there and there is nothing to release.
+func delWithoutAgent(req Request, conf DelegateConf) error {
+	stateDir := conf.StateDir
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	n, err := LoadSavedNetwork(stateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r, err := NewRunner(n, CacheDir(stateDir), RunnerOptions{LockFile: LockFile(stateDir)})
+	if err != nil {
+		return err
+	}
+	a, err := AttachmentFromRequest(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), delegateDelTimeout)
+	defer cancel()
+	return r.Del(ctx, a)
 }
 
 // printCNIError writes the error the way the spec wants it on stdout, with the cniVersion of

@@ -3,6 +3,7 @@ package network
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -52,9 +53,17 @@ func delegateEnv(command string) []string {
 	}
 }
 
-func runDelegate(env []string, stdin, socket string) (int, string) {
+// runDelegate runs the delegate with conf, pointed at socket the way containerd's conflist
+// would point it.
+func runDelegate(env []string, conf, socket string) (int, string) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(conf), &m); err == nil {
+		m["socket"] = socket
+		b, _ := json.Marshal(m)
+		conf = string(b)
+	}
 	var out bytes.Buffer
-	code := RunDelegate(env, strings.NewReader(stdin), &out, socket)
+	code := RunDelegate(env, strings.NewReader(conf), &out)
 	return code, out.String()
 }
 
@@ -135,21 +144,92 @@ func TestDelegateWithTheAgentUnreachable(t *testing.T) {
 		code    int
 	}{
 		{"ADD", 11},
-		// DEL fails too, so containerd's StopPodSandbox is retried and the lease is freed
-		// once the agent is back.
-		{"DEL", 11},
 		{"CHECK", 11},
 		{"STATUS", 50},
 	} {
 		t.Run(tc.command, func(t *testing.T) {
 			code, out := runDelegate(delegateEnv(tc.command), containerdConf, socket)
 			want := `{"cniVersion":"1.0.0","code":` + map[int]string{11: "11", 50: "50"}[tc.code] +
-				`,"msg":"nodeagent is not reachable at ` + socket + `: dial unix ` + socket +
+				`,"msg":"nodeagent is not reachable: dial unix ` + socket +
 				`: connect: no such file or directory"}` + "\n"
 			if code != 1 || out != want {
 				t.Errorf("exit %d, stdout\n  %s\nwant\n  %s", code, out, want)
 			}
 		})
+	}
+}
+
+// scriptPlugins writes shell-script plugins that append "<plugin> <command> <container>
+// <netns>" to log and succeed with no output, which is all a DEL prints.
+func scriptPlugins(t *testing.T, log string, plugins ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, p := range plugins {
+		script := "#!/bin/sh\ncat >/dev/null\necho \"" + p + " $CNI_COMMAND $CNI_CONTAINERID $CNI_NETNS\" >> " + log + "\n"
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestDelegateRunsDELItselfWhenTheAgentIsDown(t *testing.T) {
+	state := t.TempDir()
+	log := filepath.Join(t.TempDir(), "calls")
+	conf, err := DefaultConflist("nodeagent", "10.88.0.0/16", "", ConflistOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := LoadNetwork(conf, []string{scriptPlugins(t, log, "bridge", "host-local", "portmap", "bandwidth")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SaveNetwork(state, n); err != nil {
+		t.Fatal(err)
+	}
+
+	stdin := strings.Replace(containerdConf, `"type":"nodeagent",`, `"type":"nodeagent","stateDir":"`+state+`",`, 1)
+	var out bytes.Buffer
+	env := append(delegateEnv("DEL"), "CNI_NETNS=") // the netns is gone: release state only
+	code := RunDelegate(env, strings.NewReader(stdin), &out)
+	if code != 0 || out.String() != "" {
+		t.Fatalf("DEL without the agent: exit %d, stdout %q", code, out.String())
+	}
+	calls, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "bandwidth DEL c1 \nportmap DEL c1 \nbridge DEL c1 \n"; string(calls) != want {
+		t.Errorf("plugin calls:\n%s\nwant:\n%s", calls, want)
+	}
+
+	// A state dir the agent never used has nothing to release.
+	out.Reset()
+	stdin = strings.Replace(containerdConf, `"type":"nodeagent",`, `"type":"nodeagent","stateDir":"`+t.TempDir()+`",`, 1)
+	if code := RunDelegate(delegateEnv("DEL"), strings.NewReader(stdin), &out); code != 0 {
+		t.Errorf("DEL with an unused state dir: exit %d, stdout %q", code, out.String())
+	}
+}
+
+func TestDelegateTriesEveryAgentSocketInTheDir(t *testing.T) {
+	dir := t.TempDir()
+	// A stale socket file whose agent is gone sorts first.
+	stale := filepath.Join(dir, "a.sock")
+	if err := os.WriteFile(stale, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ListenDelegate(filepath.Join(dir, "b.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = ServeDelegate(ctx, l, func(context.Context, Request) ([]byte, error) { return []byte(`{"ok":1}`), nil }) }()
+
+	stdin := strings.Replace(containerdConf, `"type":"nodeagent",`, `"type":"nodeagent","socketDir":"`+dir+`",`, 1)
+	var out bytes.Buffer
+	if code := RunDelegate(delegateEnv("ADD"), strings.NewReader(stdin), &out); code != 0 || out.String() != "{\"ok\":1}\n" {
+		t.Errorf("exit %d, stdout %q", code, out.String())
 	}
 }
 

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotAttached means the runner has no record of an attachment: it was never added, or the
@@ -57,14 +60,31 @@ type attachmentKey struct{ containerID, ifName string }
 type RunnerOptions struct {
 	// Exec runs the plugin binaries. Nil means libcni's real exec; tests pass a fake.
 	Exec invoke.Exec
+	// LockFile, when set, is flocked shared around every ADD and DEL and exclusively around
+	// GC, so runners in other processes sharing the cache (the delegate's DEL fallback,
+	// other agents on a test bed) never meet a GC halfway through an ADD.
+	LockFile string
+	// GCGrace protects attachments whose cached result is younger than this from GC: an ADD
+	// another process just finished belongs to a sandbox the runtime may not list yet.
+	// Zero means DefaultGCGrace.
+	GCGrace time.Duration
+	// Now is the clock GCGrace is measured with; nil means time.Now.
+	Now func() time.Time
 }
+
+// DefaultGCGrace is RunnerOptions.GCGrace's default: far longer than any RunPodSandbox.
+const DefaultGCGrace = 2 * time.Minute
 
 // Runner runs the node network list for pod attachments with libcni. It is safe for concurrent
 // use. It never waits on anything but plugin processes and its own short locks, so the delegate
 // server can call it while a pod worker is inside RunPodSandbox (see DESIGN.md decision 5).
 type Runner struct {
-	network *Network
-	cni     *libcni.CNIConfig
+	network  *Network
+	cni      *libcni.CNIConfig
+	cacheDir string
+	lockFile string
+	gcGrace  time.Duration
+	now      func() time.Time
 
 	// gcMu keeps GC out while any ADD, DEL or CHECK runs (they hold it shared): a GC racing an
 	// ADD could free the address the ADD is handing out.
@@ -98,12 +118,23 @@ func NewRunner(network *Network, cacheDir string, opts RunnerOptions) (*Runner, 
 	if cacheDir == "" {
 		return nil, errors.New("new CNI runner: no cache dir")
 	}
-	return &Runner{
-		network: network,
-		cni:     libcni.NewCNIConfigWithCacheDir(network.binDirs, cacheDir, opts.Exec),
-		busy:    map[attachmentKey]*attachmentLock{},
-		known:   map[attachmentKey]struct{}{},
-	}, nil
+	r := &Runner{
+		network:  network,
+		cni:      libcni.NewCNIConfigWithCacheDir(network.binDirs, cacheDir, opts.Exec),
+		cacheDir: cacheDir,
+		lockFile: opts.LockFile,
+		gcGrace:  opts.GCGrace,
+		now:      opts.Now,
+		busy:     map[attachmentKey]*attachmentLock{},
+		known:    map[attachmentKey]struct{}{},
+	}
+	if r.gcGrace == 0 {
+		r.gcGrace = DefaultGCGrace
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r, nil
 }
 
 // Network is the list this runner runs.
@@ -115,6 +146,11 @@ func (r *Runner) Network() *Network { return r.network }
 func (r *Runner) Add(ctx context.Context, a Attachment) (types.Result, error) {
 	unlock := r.lock(a.key())
 	defer unlock()
+	release, err := r.sharedFlock()
+	if err != nil {
+		return nil, fmt.Errorf("CNI ADD for sandbox %s (pod %s): %w", a.ContainerID, podRef(a), err)
+	}
+	defer release()
 
 	r.mu.Lock()
 	r.known[a.key()] = struct{}{}
@@ -140,6 +176,11 @@ func (r *Runner) Add(ctx context.Context, a Attachment) (types.Result, error) {
 func (r *Runner) Del(ctx context.Context, a Attachment) error {
 	unlock := r.lock(a.key())
 	defer unlock()
+	release, err := r.sharedFlock()
+	if err != nil {
+		return fmt.Errorf("CNI DEL for sandbox %s (pod %s): %w", a.ContainerID, podRef(a), err)
+	}
+	defer release()
 
 	// Forget it before running: the runtime considers it gone even if DEL fails, and from
 	// here on a GC is free to release it.
@@ -182,11 +223,18 @@ func (r *Runner) Check(ctx context.Context, a Attachment) error {
 // attachment in the result cache that is not live, then (CNI 1.1) a GC call to every plugin
 // with cni.dev/valid-attachments, which frees what left no cache entry (a crash in the middle
 // of an ADD). live is the runtime's view; attachments this process ADDed and has not been
-// asked to DEL are added to it. It waits for running ADD/DEL/CHECK calls to finish and holds
-// new ones back until it is done.
+// asked to DEL, and cached ones younger than the grace period, are added to it. It waits for
+// running ADD/DEL/CHECK calls to finish and holds new ones back until it is done.
 func (r *Runner) GC(ctx context.Context, live []Attachment) error {
 	r.gcMu.Lock()
 	defer r.gcMu.Unlock()
+	if r.lockFile != "" {
+		release, err := flock(r.lockFile, unix.LOCK_EX)
+		if err != nil {
+			return fmt.Errorf("CNI GC of network %q: %w", r.network.Name(), err)
+		}
+		defer release()
+	}
 
 	seen := map[attachmentKey]bool{}
 	var valid []types.GCAttachment
@@ -205,6 +253,13 @@ func (r *Runner) GC(ctx context.Context, live []Attachment) error {
 		add(k)
 	}
 	r.mu.Unlock()
+	fresh, err := r.freshAttachments()
+	if err != nil {
+		return fmt.Errorf("CNI GC of network %q: %w", r.network.Name(), err)
+	}
+	for _, k := range fresh {
+		add(k)
+	}
 
 	if err := r.cni.GCNetworkList(ctx, r.network.list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
 		return fmt.Errorf("CNI GC of network %q: %w", r.network.Name(), err)
@@ -228,6 +283,67 @@ func (r *Runner) Validate(ctx context.Context) error {
 		return fmt.Errorf("%w: network %q: %v", ErrInvalidConfig, r.network.Name(), err)
 	}
 	return nil
+}
+
+// freshAttachments lists the cached attachments of this network written within the grace
+// period.
+func (r *Runner) freshAttachments() ([]attachmentKey, error) {
+	cached, err := r.cni.GetCachedAttachments("")
+	if err != nil {
+		return nil, fmt.Errorf("list cached attachments: %w", err)
+	}
+	var fresh []attachmentKey
+	for _, c := range cached {
+		if c.Network != r.network.Name() {
+			continue
+		}
+		// The path is libcni's cache layout: results/<network>-<container>-<ifname>.
+		p := filepath.Join(r.cacheDir, "results", fmt.Sprintf("%s-%s-%s", c.Network, c.ContainerID, c.IfName))
+		info, err := os.Stat(p)
+		if err != nil {
+			continue // DELed since the listing
+		}
+		if r.now().Sub(info.ModTime()) < r.gcGrace {
+			fresh = append(fresh, attachmentKey{containerID: c.ContainerID, ifName: c.IfName})
+		}
+	}
+	return fresh, nil
+}
+
+// CachedAttachments lists the attachments of this network that have a cached result, with
+// the netns and pod identity recorded at ADD: what the CHECK loop checks after an agent restart.
+func (r *Runner) CachedAttachments() ([]Attachment, error) {
+	cached, err := r.cni.GetCachedAttachments("")
+	if err != nil {
+		return nil, fmt.Errorf("list cached CNI attachments: %w", err)
+	}
+	var out []Attachment
+	for _, c := range cached {
+		if c.Network != r.network.Name() {
+			continue
+		}
+		a := Attachment{ContainerID: c.ContainerID, NetNS: c.NetNS, IfName: c.IfName}
+		for _, kv := range c.CniArgs {
+			switch kv[0] {
+			case "K8S_POD_NAMESPACE":
+				a.PodNamespace = kv[1]
+			case "K8S_POD_NAME":
+				a.PodName = kv[1]
+			case "K8S_POD_UID":
+				a.PodUID = kv[1]
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// sharedFlock takes the cross-process lock shared, if there is one.
+func (r *Runner) sharedFlock() (func(), error) {
+	if r.lockFile == "" {
+		return func() {}, nil
+	}
+	return flock(r.lockFile, unix.LOCK_SH)
 }
 
 // lock takes the attachment's lock and GC's shared lock, and returns the release.

@@ -8,12 +8,19 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
 )
 
 func newTestRunner(t *testing.T, cacheDir string) (*Runner, *fakeExec) {
+	t.Helper()
+	return newTestRunnerOpts(t, cacheDir, RunnerOptions{})
+}
+
+func newTestRunnerOpts(t *testing.T, cacheDir string, opts RunnerOptions) (*Runner, *fakeExec) {
 	t.Helper()
 	conf, err := DefaultConflist("nodeagent", "10.88.0.0/16", "", ConflistOptions{})
 	if err != nil {
@@ -24,7 +31,8 @@ func newTestRunner(t *testing.T, cacheDir string) (*Runner, *fakeExec) {
 		t.Fatal(err)
 	}
 	fe := &fakeExec{}
-	r, err := NewRunner(n, cacheDir, RunnerOptions{Exec: fe})
+	opts.Exec = fe
+	r, err := NewRunner(n, cacheDir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +202,10 @@ func TestGCAfterARestartDeletesDeadAttachmentsAndKeepsLiveOnes(t *testing.T) {
 		}
 	}
 
-	// A new runner on the same cache is the agent after kill -9: it remembers nothing.
-	r, fe := newTestRunner(t, cache)
+	// A new runner on the same cache is the agent after kill -9: it remembers nothing, and
+	// the attachments are older than the grace period.
+	later := func() time.Time { return time.Now().Add(DefaultGCGrace + time.Minute) }
+	r, fe := newTestRunnerOpts(t, cache, RunnerOptions{Now: later})
 	if err := r.GC(ctx, []Attachment{webPod("c1")}); err != nil {
 		t.Fatal(err)
 	}
@@ -292,4 +302,62 @@ func mustResult(t *testing.T) types.Result {
 		t.Fatal(err)
 	}
 	return res
+}
+
+func TestGCKeepsAttachmentsAnotherProcessJustAdded(t *testing.T) {
+	cache := t.TempDir()
+	ctx := context.Background()
+	other, _ := newTestRunner(t, cache)
+	if _, err := other.Add(ctx, webPod("c9")); err != nil {
+		t.Fatal(err)
+	}
+
+	// This runner did not add c9 and the runtime does not list it yet (its RunPodSandbox is
+	// still returning): the fresh cache entry keeps it.
+	r, fe := newTestRunner(t, cache)
+	if err := r.GC(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	calls := fe.take()
+	if got := callNames(calls); got != "bridge GC, portmap GC, bandwidth GC" {
+		t.Fatalf("calls %s", got)
+	}
+	if got, want := validAttachments(t, calls[0]), []any{map[string]any{"containerID": "c9", "ifname": "eth0"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("valid attachments %v, want %v", got, want)
+	}
+}
+
+func TestGCWaitsForAnADDInAnotherProcess(t *testing.T) {
+	cache := t.TempDir()
+	lock := filepath.Join(t.TempDir(), "lock")
+	r, fe := newTestRunnerOpts(t, cache, RunnerOptions{LockFile: lock})
+
+	// Another process in the middle of an ADD holds the lock shared.
+	release, err := flock(lock, unix.LOCK_SH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.GC(context.Background(), nil) }()
+	select {
+	case err := <-done:
+		t.Fatalf("GC ran while an ADD held the lock (err %v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if calls := fe.take(); len(calls) != 0 {
+		t.Fatalf("GC called plugins while an ADD held the lock: %s", callNames(calls))
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// ADDs share the lock with each other.
+	release, err = flock(lock, unix.LOCK_SH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if _, err := r.Add(context.Background(), webPod("c1")); err != nil {
+		t.Fatal(err)
+	}
 }
