@@ -224,7 +224,9 @@ func TestDelegateTriesEveryAgentSocketInTheDir(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = ServeDelegate(ctx, l, func(context.Context, Request) ([]byte, error) { return []byte(`{"ok":1}`), nil }) }()
+	go func() {
+		_ = ServeDelegate(ctx, l, func(context.Context, Request) ([]byte, error) { return []byte(`{"ok":1}`), nil })
+	}()
 
 	stdin := strings.Replace(containerdConf, `"type":"nodeagent",`, `"type":"nodeagent","socketDir":"`+dir+`",`, 1)
 	var out bytes.Buffer
