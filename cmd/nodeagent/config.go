@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/network"
 )
 
 // config is the agent's configuration. Every flag is also a key of the same name in the YAML
@@ -35,6 +37,15 @@ type config struct {
 	RestartBackoffInitial time.Duration
 	RestartBackoffMax     time.Duration
 	RestartBackoffReset   time.Duration
+
+	PodCIDR        string
+	CNIConfig      string
+	CNIBinDirs     []string
+	CNIBridge      string
+	CNIStateDir    string
+	CNISocket      string
+	CNICheckPeriod time.Duration
+	CNIGCPeriod    time.Duration
 }
 
 func defaultNodeName() string {
@@ -63,6 +74,14 @@ func flagSet(cfg *config) *pflag.FlagSet {
 	fs.DurationVar(&cfg.RestartBackoffInitial, "restart-backoff-initial", 10*time.Second, "wait before the second restart of a crashing container (the first is immediate)")
 	fs.DurationVar(&cfg.RestartBackoffMax, "restart-backoff-max", 300*time.Second, "cap of the doubling restart wait")
 	fs.DurationVar(&cfg.RestartBackoffReset, "restart-backoff-reset", 10*time.Minute, "running this long without a failure resets the restart wait")
+	fs.StringVar(&cfg.PodCIDR, "pod-cidr", "10.88.0.0/16", "the node's pod address range for the generated network (one CIDR per family, comma-separated)")
+	fs.StringVar(&cfg.CNIConfig, "cni-config", "", "a CNI network list (.conflist) to run instead of the generated bridge network")
+	fs.StringSliceVar(&cfg.CNIBinDirs, "cni-bin-dir", []string{"/opt/cni/bin"}, "directories holding the CNI plugin binaries (comma-separated)")
+	fs.StringVar(&cfg.CNIBridge, "cni-bridge", network.DefaultBridge, "bridge of the generated network")
+	fs.StringVar(&cfg.CNIStateDir, "cni-state-dir", "", "the node network's state (saved list, result cache, address leases); default <root-dir>/cni. The delegate's stateDir must match")
+	fs.StringVar(&cfg.CNISocket, "cni-socket", network.DefaultSocket, "unix socket the CNI delegate reaches the agent on (root only). The delegate's socket must match")
+	fs.DurationVar(&cfg.CNICheckPeriod, "cni-check-period", network.DefaultCheckPeriod, "how often running pods' networks get a CNI CHECK; 0 disables it")
+	fs.DurationVar(&cfg.CNIGCPeriod, "cni-gc-period", network.DefaultGCPeriod, "how often addresses no live sandbox holds are freed (CNI GC); it also runs at start")
 	return fs
 }
 
@@ -123,6 +142,20 @@ func applyFile(fs *pflag.FlagSet, path string) error {
 			s = v
 		case float64, bool:
 			s = fmt.Sprint(v)
+		case []any:
+			if f.Value.Type() != "stringSlice" {
+				return fmt.Errorf("config file %s: key %q: want a single value, got a list", path, key)
+			}
+			// A YAML list for a list flag (cni-bin-dir): the flag's own comma syntax.
+			parts := make([]string, 0, len(v))
+			for _, e := range v {
+				str, ok := e.(string)
+				if !ok {
+					return fmt.Errorf("config file %s: key %q: list items must be strings, got %T", path, key, e)
+				}
+				parts = append(parts, str)
+			}
+			s = strings.Join(parts, ",")
 		case nil:
 			continue
 		default:
@@ -175,7 +208,21 @@ func (c *config) validate() error {
 	if c.RestartBackoffMax < c.RestartBackoffInitial {
 		return fmt.Errorf("restart-backoff-max: %s is less than restart-backoff-initial %s", c.RestartBackoffMax, c.RestartBackoffInitial)
 	}
-	for key, dir := range map[string]string{"root-dir": c.RootDir, "pod-logs-dir": c.PodLogsDir} {
+	if c.CNIGCPeriod <= 0 {
+		return fmt.Errorf("cni-gc-period: %s must be positive", c.CNIGCPeriod)
+	}
+	if c.CNICheckPeriod < 0 {
+		return fmt.Errorf("cni-check-period: %s must not be negative", c.CNICheckPeriod)
+	}
+	if c.CNIStateDir == "" {
+		c.CNIStateDir = filepath.Join(c.RootDir, "cni")
+	}
+	for _, d := range c.CNIBinDirs {
+		if !strings.HasPrefix(d, "/") {
+			return fmt.Errorf("cni-bin-dir: %q must be an absolute path", d)
+		}
+	}
+	for key, dir := range map[string]string{"root-dir": c.RootDir, "pod-logs-dir": c.PodLogsDir, "cni-state-dir": c.CNIStateDir, "cni-socket": c.CNISocket} {
 		if dir == "" || !strings.HasPrefix(dir, "/") {
 			return fmt.Errorf("%s: %q must be an absolute path", key, dir)
 		}

@@ -55,6 +55,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"zero backoff", "restart-backoff-initial: 0s\n", nil, "restart-backoff-initial: 0s must be positive"},
 		{"cap below initial", "restart-backoff-initial: 1m\nrestart-backoff-max: 10s\n", nil, "restart-backoff-max: 10s is less than"},
 		{"bad events mode", "runtime-events: polling\n", nil, "runtime-events:"},
+		{"relative cni bin dir", "cni-bin-dir: [/opt/cni/bin, plugins]\n", nil, `cni-bin-dir: "plugins"`},
+		{"zero gc period", "cni-gc-period: 0s\n", nil, "cni-gc-period: 0s must be positive"},
+		{"relative cni socket", "", []string{"--cni-socket", "cni.sock"}, `cni-socket: "cni.sock"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,5 +92,17 @@ func TestConfigFileNumbersAndBooleansBecomeValues(t *testing.T) {
 	}
 	if cfg.NodeName != "42" {
 		t.Fatalf("node-name = %q", cfg.NodeName)
+	}
+}
+
+func TestCNIKeysFromFile(t *testing.T) {
+	file := writeConfig(t, "root-dir: /srv/na\ncni-bin-dir: [/opt/cni/bin, /usr/lib/cni]\npod-cidr: 10.1.0.0/24\ncni-check-period: 0s\n")
+	cfg, err := loadConfig([]string{"--config", file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.CNIBinDirs, ":") != "/opt/cni/bin:/usr/lib/cni" || cfg.PodCIDR != "10.1.0.0/24" ||
+		cfg.CNICheckPeriod != 0 || cfg.CNIStateDir != "/srv/na/cni" || cfg.CNISocket != "/run/nodeagent/cni.sock" {
+		t.Fatalf("cni config: %+v", cfg)
 	}
 }

@@ -2,6 +2,9 @@
 //
 //	nodeagent [flags]      run the agent (see --help)
 //	nodeagent version      print version and commit
+//
+// Run by containerd as a CNI plugin (CNI_COMMAND set), it is the thin delegate that forwards
+// the call to the running agent (pkg/network).
 package main
 
 import (
@@ -14,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+
+	"github.com/nodeagent/nodeagent/pkg/network"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -23,6 +28,9 @@ var (
 )
 
 func main() {
+	if os.Getenv("CNI_COMMAND") != "" {
+		os.Exit(network.RunDelegate(os.Environ(), os.Stdin, os.Stdout))
+	}
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "version" {
 		fmt.Printf("nodeagent %s (commit %s)\n", version, buildCommit())

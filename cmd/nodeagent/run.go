@@ -10,9 +10,11 @@ import (
 	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/controlplane"
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/network"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
 	"github.com/nodeagent/nodeagent/pkg/podmanager/backoff"
 	"github.com/nodeagent/nodeagent/pkg/podmanager/prober"
@@ -50,8 +52,46 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	defer rt.Close()
 
-	// The debug server answers from the start, so /healthz can say the runtime is missing.
+	// The pod network: a list that can never work stops the agent here with the reason;
+	// missing plugins only keep pods that need the network waiting.
 	var mgr atomic.Pointer[podmanager.Manager]
+	checkPeriod := cfg.CNICheckPeriod
+	if checkPeriod == 0 {
+		checkPeriod = -1 // disabled
+	}
+	netSvc, err := network.NewService(network.ServiceConfig{
+		ConfigFile:  cfg.CNIConfig,
+		PodCIDR:     cfg.PodCIDR,
+		Bridge:      cfg.CNIBridge,
+		BinDirs:     cfg.CNIBinDirs,
+		StateDir:    cfg.CNIStateDir,
+		Socket:      cfg.CNISocket,
+		CheckPeriod: checkPeriod,
+		GCPeriod:    cfg.CNIGCPeriod,
+		Sandboxes:   func(ctx context.Context) ([]network.Sandbox, error) { return runtimeSandboxes(ctx, rt, cfg.NodeName) },
+		CheckFailed: func(uid, sandboxID string, err error) {
+			if m := mgr.Load(); m != nil {
+				m.NetworkCheckFailed(types.UID(uid), sandboxID, err)
+			}
+		},
+		Log: log.WithField("component", "network"),
+	})
+	if err != nil {
+		return err
+	}
+	netListener, err := netSvc.Listen()
+	if err != nil {
+		return err
+	}
+	netDone := make(chan error, 1)
+	go func() { netDone <- netSvc.Run(ctx, netListener) }()
+	defer func() {
+		if err := <-netDone; err != nil {
+			log.WithError(err).Warn("CNI delegate server stopped with an error")
+		}
+	}()
+
+	// The debug server answers from the start, so /healthz can say the runtime is missing.
 	srv, err := server.New(server.Config{
 		Addr: cfg.DebugAddress,
 		Log:  log,
@@ -66,6 +106,7 @@ func run(ctx context.Context, cfg *config) error {
 				_, err := rt.Version(ctx)
 				return err
 			},
+			"network": func(context.Context) error { return netSvc.Ready() },
 		},
 		Ready: func() error {
 			m := mgr.Load()
@@ -154,6 +195,7 @@ func run(ctx context.Context, cfg *config) error {
 		Prober:       probes,
 		Volumes:      volumes,
 		Configs:      configs,
+		Network:      netSvc,
 		Backoff: backoff.Config{
 			Initial: cfg.RestartBackoffInitial,
 			Max:     cfg.RestartBackoffMax,
@@ -202,4 +244,22 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	log.Info("nodeagent stopped; pods keep running")
 	return nil
+}
+
+// runtimeSandboxes is the runtime's every sandbox, as the network service sees them.
+func runtimeSandboxes(ctx context.Context, rt *cri.Client, node string) ([]network.Sandbox, error) {
+	sbs, err := rt.ListPodSandbox(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]network.Sandbox, 0, len(sbs))
+	for _, sb := range sbs {
+		out = append(out, network.Sandbox{
+			ID:     sb.Id,
+			PodUID: sb.Labels[cri.LabelPodUID],
+			Ready:  sb.State == runtimeapi.PodSandboxState_SANDBOX_READY,
+			Mine:   sb.Labels[cri.LabelNodeName] == node,
+		})
+	}
+	return out, nil
 }

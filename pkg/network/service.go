@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -136,14 +137,19 @@ func (s *Service) Ready() error {
 	return s.notReady
 }
 
-// Run listens for the delegate and keeps the network healthy until ctx ends. It returns an
-// error only if the delegate socket cannot be created.
-func (s *Service) Run(ctx context.Context) error {
+// Listen creates the delegate socket. The agent does it before anything else that could make
+// containerd call the delegate, and refuses to start if it cannot.
+func (s *Service) Listen() (net.Listener, error) {
 	l, err := ListenDelegate(s.cfg.Socket)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("cni-socket: %w", err)
 	}
 	s.log.WithField("socket", s.cfg.Socket).Info("CNI delegate socket listening")
+	return l, nil
+}
+
+// Run serves the delegate on l and keeps the network healthy until ctx ends; it closes l.
+func (s *Service) Run(ctx context.Context, l net.Listener) error {
 	served := make(chan error, 1)
 	go func() { served <- ServeDelegate(ctx, l, s.handle) }()
 

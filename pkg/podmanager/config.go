@@ -44,6 +44,9 @@ type Config struct {
 	// Configs serves the ConfigMaps and Secrets that env and imagePullSecrets refer to;
 	// default: none exist.
 	Configs ConfigSource
+	// Network says whether the pod network is ready; pods that need it (all but hostNetwork
+	// ones) get no sandbox until it is. Nil means always ready (the runtime's own CNI setup).
+	Network Network
 
 	// Clock is injected by tests; default the real clock.
 	Clock clock.WithTicker

@@ -92,7 +92,11 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 	case w.volumeErr != "":
 		conds[1].Status, conds[1].Reason, conds[1].Message = v1.ConditionFalse, "FailedMount", w.volumeErr
 	case !sandboxReady && w.sandboxErr != "":
-		conds[1].Reason, conds[1].Message = "FailedCreatePodSandBox", w.sandboxErr
+		reason := w.sandboxReason
+		if reason == "" {
+			reason = "FailedCreatePodSandBox"
+		}
+		conds[1].Reason, conds[1].Message = reason, w.sandboxErr
 	}
 	if s.Phase == v1.PodSucceeded || s.Phase == v1.PodFailed {
 		// A finished pod is not ready, whatever its containers said last.

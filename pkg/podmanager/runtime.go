@@ -31,3 +31,9 @@ type ImageService interface {
 	ImageStatus(ctx context.Context, image *runtimeapi.ImageSpec) (*runtimeapi.Image, error)
 	PullImage(ctx context.Context, image *runtimeapi.ImageSpec, auth *runtimeapi.AuthConfig, sandboxCfg *runtimeapi.PodSandboxConfig) (string, error)
 }
+
+// Network is the part of the pod network the workers consult (pkg/network's Service).
+type Network interface {
+	// Ready is nil when a sandbox that needs the pod network can be created, else why not.
+	Ready() error
+}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/sirupsen/logrus"
@@ -18,6 +19,15 @@ import (
 
 const sandboxBackoffKey = "sandbox"
 
+// Reasons for a pod without a (working) sandbox, as the kubelet words them.
+const (
+	reasonNetworkNotReady    = "NetworkNotReady"
+	reasonNetworkCheckFailed = "NetworkCheckFailed"
+)
+
+// networkReadyRetry is how often a pod waiting for the network looks again.
+const networkReadyRetry = time.Second
+
 // ensureSandbox returns the pod's ready sandbox and its config. Without one it cleans up what
 // is left of dead sandboxes and starts a new one; then it returns nil and asks for an
 // immediate resync, which finds the new sandbox and its IP.
@@ -25,11 +35,11 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod, st *podState, a
 	if sb := st.readySandbox(); sb != nil {
 		cfg, err := w.sandboxConfig(pod, sb.GetMetadata().GetAttempt())
 		if err != nil {
-			w.sandboxErr = err.Error()
+			w.sandboxErr, w.sandboxReason = err.Error(), ""
 			again(w.backoff.Failed(sandboxBackoffKey))
 			return nil, nil, false
 		}
-		w.sandboxErr = ""
+		w.sandboxErr, w.sandboxReason = "", ""
 		if st.sandboxStatus != nil {
 			w.podIPs = sandboxIPs(st.sandboxStatus)
 		}
@@ -45,8 +55,16 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod, st *podState, a
 	if len(st.sandboxes) > 0 {
 		attempt = st.sandboxes[0].GetMetadata().GetAttempt() + 1
 	}
+	if !pod.Spec.HostNetwork && w.m.cfg.Network != nil {
+		if err := w.m.cfg.Network.Ready(); err != nil {
+			// Not a sandbox failure: no backoff, the pod starts as soon as the network is up.
+			w.sandboxErr, w.sandboxReason = "network is not ready: "+err.Error(), reasonNetworkNotReady
+			again(networkReadyRetry)
+			return nil, nil, acted
+		}
+	}
 	fail := func(err error) (*runtimeapi.PodSandbox, *runtimeapi.PodSandboxConfig, bool) {
-		w.sandboxErr = err.Error()
+		w.sandboxErr, w.sandboxReason = err.Error(), ""
 		wait := w.backoff.Failed(sandboxBackoffKey)
 		w.log.WithError(err).WithField("retryIn", wait).Warn("creating the pod sandbox failed")
 		again(wait)
@@ -65,7 +83,7 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod, st *podState, a
 	}
 	w.m.own(id, w.uid)
 	w.backoff.Forget(sandboxBackoffKey)
-	w.sandboxErr = ""
+	w.sandboxErr, w.sandboxReason = "", ""
 	w.podIPs = nil
 	w.log.WithFields(logrus.Fields{"sandbox": id, "attempt": attempt}).Info("pod sandbox started")
 	again(0)

@@ -87,6 +87,13 @@ func (w *worker) reconcile(ctx context.Context, pod *v1.Pod, st *podState, again
 		return false
 	}
 
+	if sb := st.readySandbox(); sb != nil {
+		if msg := w.takeNetworkBroken(sb.Id); msg != "" {
+			w.replaceBrokenSandbox(ctx, pod, st, sb, msg)
+			again(0)
+			return true
+		}
+	}
 	if w.killUnhealthy(ctx, pod, st) {
 		again(0) // the killed containers restart on the next pass, per the restart policy
 		return true

@@ -29,6 +29,9 @@ type worker struct {
 	announced map[string]time.Time
 	// configChanged is set when a ConfigMap or Secret changed since the last sync.
 	configChanged bool
+	// networkBroken holds sandboxes whose network failed CNI CHECK, with the error, until
+	// the worker has replaced them.
+	networkBroken map[string]string
 
 	// owned by the worker goroutine
 	log       *logrus.Entry
@@ -37,8 +40,11 @@ type worker struct {
 	// waiting says why a container is not running when the runtime cannot say it
 	// (image pull failed, create failed, crash-loop backoff). Cleared when it starts.
 	waiting map[string]*v1.ContainerStateWaiting
-	// sandboxErr is the last RunPodSandbox failure, shown until a sandbox is ready.
-	sandboxErr string
+	// sandboxErr is why the pod has no sandbox (the last RunPodSandbox failure, the network
+	// not ready), shown until a sandbox is ready; sandboxReason is its one-word reason, ""
+	// meaning FailedCreatePodSandBox.
+	sandboxErr    string
+	sandboxReason string
 	// podIPs are kept from the last ready sandbox so a finished pod still reports them.
 	podIPs []string
 	// killNotes says why the agent killed a container instance (a failed probe), shown as
@@ -53,14 +59,15 @@ type worker struct {
 
 func newWorker(m *Manager, uid types.UID) *worker {
 	return &worker{
-		m:         m,
-		uid:       uid,
-		wake:      make(chan struct{}, 1),
-		announced: map[string]time.Time{},
-		log:       m.log.WithField("uid", uid),
-		backoff:   backoff.New(m.cfg.Backoff, m.cfg.Clock),
-		waiting:   map[string]*v1.ContainerStateWaiting{},
-		killNotes: map[string]string{},
+		m:             m,
+		uid:           uid,
+		wake:          make(chan struct{}, 1),
+		announced:     map[string]time.Time{},
+		networkBroken: map[string]string{},
+		log:           m.log.WithField("uid", uid),
+		backoff:       backoff.New(m.cfg.Backoff, m.cfg.Clock),
+		waiting:       map[string]*v1.ContainerStateWaiting{},
+		killNotes:     map[string]string{},
 	}
 }
 
