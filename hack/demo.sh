@@ -80,6 +80,12 @@ status=0
 	--pod-manifest-path "$demo_dir/manifests" \
 	--debug-address "$debug_address" \
 	--pod-logs-dir "$demo_dir/pod-logs" \
+	--pod-cidr "$POD_SUBNET" \
+	--cni-bridge "$CNI_BRIDGE" \
+	--cni-network-name "$CNI_NETWORK_NAME" \
+	--cni-bin-dir "$CNI_BIN_DIR" \
+	--cni-state-dir "$CNI_STATE_DIR" \
+	--cni-socket "$CNI_SOCKET_DIR/$node_name.sock" \
 	--log-level info \
 	--log-format text || status=$?
 log "agent exited with status $status"

@@ -81,6 +81,7 @@ if ! built; then
 		die "go build etcd"
 	check_versions "$tmp"
 	printf '%s\n' "$buildinfo" >"$tmp/BUILDINFO"
+	chmod 755 "$tmp"
 	rm -rf "$KUBE_BIN" && mv -T "$tmp" "$KUBE_BIN"
 	trap - EXIT
 	log "built in $((SECONDS - start)) s"

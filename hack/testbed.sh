@@ -193,39 +193,49 @@ disabled_plugins = [
         Root = '$dir/runc'
         SystemdCgroup = false
   [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['$CNI_BIN']
+    # The delegate link first: nodeagent is the only network containerd knows.
+    bin_dirs = ['$dir/cni/bin', '$CNI_BIN']
     conf_dir = '$dir/cni/net.d'
     max_conf_num = 1
 EOF
 }
 
-# write_cni_config is the stock bridge network; nodeagent's own delegate replaces it later.
-# No loopback entry: containerd's CRI plugin adds the loopback network itself.
+# write_cni_config points containerd at nodeagent's CNI delegate, as deploy/ does on a node. Every
+# agent on this test bed listens in cni/agents/ (the delegate tries each; they share the network
+# state in cni/state, so any of them can serve any pod) and runs the real list itself: bridge
+# natb<INDEX> on 10.88.<INDEX>.0/24 (agents get these from testbed.env). No loopback entry:
+# containerd's CRI plugin adds the loopback network itself.
 write_cni_config() {
 	local dir=$1 index=$2
-	mkdir -p "$dir/cni/net.d" "$dir/cni/ipam"
-	cat >"$dir/cni/net.d/10-testbed.conflist" <<EOF
+	mkdir -p "$dir/cni/net.d" "$dir/cni/agents" "$dir/cni/state"
+	cat >"$dir/cni/net.d/10-nodeagent.conflist" <<EOF
 {
   "cniVersion": "1.1.0",
   "name": "nodeagent-tb$index",
   "plugins": [
     {
-      "type": "bridge",
-      "bridge": "natb$index",
-      "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{"subnet": "10.88.$index.0/24"}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "dataDir": "$dir/cni/ipam"
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
+      "type": "nodeagent",
+      "socketDir": "$dir/cni/agents",
+      "stateDir": "$dir/cni/state",
+      "capabilities": {"portMappings": true, "bandwidth": true}
+    }
   ]
 }
 EOF
+}
+
+# link_delegate installs the plugin link containerd runs: $NODEAGENT_BIN (what the caller
+# tests), or a fresh build of the checkout.
+link_delegate() {
+	local dir=$1 bin=${NODEAGENT_BIN:-}
+	if [ -z "$bin" ]; then
+		log "building nodeagent for the CNI delegate"
+		(cd "$repo" && CGO_ENABLED=0 go build -o "$dir/bin/nodeagent" ./cmd/nodeagent) || die "go build ./cmd/nodeagent"
+		bin=$dir/bin/nodeagent
+	fi
+	[ -x "$bin" ] || die "NODEAGENT_BIN $bin is not an executable"
+	mkdir -p "$dir/cni/bin"
+	ln -sfn "$(realpath "$bin")" "$dir/cni/bin/nodeagent"
 }
 
 start_containerd() {
@@ -349,6 +359,7 @@ EOF
 
 	write_containerd_config "$dir" "$shimdir"
 	write_cni_config "$dir" "$index"
+	link_delegate "$dir"
 	start_containerd "$dir"
 	import_image "$dir" "$images/pause.tar" "$PAUSE_IMAGE"
 	import_image "$dir" "$images/busybox.tar" "$BUSYBOX_IMAGE"
@@ -372,6 +383,9 @@ CONTAINERD_LOG=$dir/containerd.log
 CNI_BIN_DIR=$CNI_BIN
 CNI_CONF_DIR=$dir/cni/net.d
 CNI_BRIDGE=natb$index
+CNI_NETWORK_NAME=nodeagent-tb$index
+CNI_STATE_DIR=$dir/cni/state
+CNI_SOCKET_DIR=$dir/cni/agents
 POD_SUBNET=10.88.$index.0/24
 BUSYBOX_IMAGE=$BUSYBOX_IMAGE
 PAUSE_IMAGE=$PAUSE_IMAGE

@@ -42,6 +42,7 @@ type config struct {
 	CNIConfig      string
 	CNIBinDirs     []string
 	CNIBridge      string
+	CNINetworkName string
 	CNIStateDir    string
 	CNISocket      string
 	CNICheckPeriod time.Duration
@@ -78,6 +79,7 @@ func flagSet(cfg *config) *pflag.FlagSet {
 	fs.StringVar(&cfg.CNIConfig, "cni-config", "", "a CNI network list (.conflist) to run instead of the generated bridge network")
 	fs.StringSliceVar(&cfg.CNIBinDirs, "cni-bin-dir", []string{"/opt/cni/bin"}, "directories holding the CNI plugin binaries (comma-separated)")
 	fs.StringVar(&cfg.CNIBridge, "cni-bridge", network.DefaultBridge, "bridge of the generated network")
+	fs.StringVar(&cfg.CNINetworkName, "cni-network-name", network.DefaultNetworkName, "name of the generated network (CNI keys its caches and iptables comments by it)")
 	fs.StringVar(&cfg.CNIStateDir, "cni-state-dir", "", "the node network's state (saved list, result cache, address leases); default <root-dir>/cni. The delegate's stateDir must match")
 	fs.StringVar(&cfg.CNISocket, "cni-socket", network.DefaultSocket, "unix socket the CNI delegate reaches the agent on (root only). The delegate's socket must match")
 	fs.DurationVar(&cfg.CNICheckPeriod, "cni-check-period", network.DefaultCheckPeriod, "how often running pods' networks get a CNI CHECK; 0 disables it")

@@ -63,6 +63,7 @@ func run(ctx context.Context, cfg *config) error {
 		ConfigFile:  cfg.CNIConfig,
 		PodCIDR:     cfg.PodCIDR,
 		Bridge:      cfg.CNIBridge,
+		NetworkName: cfg.CNINetworkName,
 		BinDirs:     cfg.CNIBinDirs,
 		StateDir:    cfg.CNIStateDir,
 		Socket:      cfg.CNISocket,

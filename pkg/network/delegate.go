@@ -43,6 +43,10 @@ var delegateVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0"
 // itself may legitimately take as long as the plugins do (containerd's own timeout governs it).
 const delegateDialTimeout = 5 * time.Second
 
+// delegateCallTimeout bounds one forwarded call in the agent. containerd's own CNI timeout
+// is usually shorter; the agent still finishes the call so nothing is left half done.
+const delegateCallTimeout = 2 * time.Minute
+
 // delegateReadTimeout bounds how long the agent waits for a connected delegate to send its
 // request, so a stuck client cannot hold a connection forever.
 const delegateReadTimeout = 10 * time.Second
@@ -118,9 +122,11 @@ func (l *unlinkListener) Close() error {
 }
 
 // ServeDelegate answers delegate calls on l until ctx is cancelled, then closes l and waits
-// for the calls in flight. Each call runs in its own goroutine with a context that is
-// cancelled when ctx is: a slow ADD never holds up a DEL for another pod. It returns nil after
-// a cancel, or the accept error that stopped it.
+// for the calls in flight. Each call runs in its own goroutine, so a slow ADD never holds up a
+// DEL for another pod. A call in flight is not cancelled with ctx: a plugin killed halfway
+// through a DEL leaves the address and the iptables rules behind, so an agent that is
+// stopping finishes what it started, each call bounded by delegateCallTimeout. It returns nil
+// after a cancel, or the accept error that stopped it.
 func ServeDelegate(ctx context.Context, l net.Listener, handler DelegateHandler) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -144,7 +150,9 @@ func ServeDelegate(ctx context.Context, l net.Listener, handler DelegateHandler)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveDelegateConn(ctx, conn, handler)
+			callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), delegateCallTimeout)
+			defer cancel()
+			serveDelegateConn(callCtx, conn, handler)
 		}()
 	}
 }
@@ -182,10 +190,6 @@ func toCNIError(err error) *types.Error {
 // DefaultSocket is where the agent listens for the delegate when neither the agent's flags nor
 // the delegate's config say otherwise.
 const DefaultSocket = "/run/nodeagent/cni.sock"
-
-// delegateDelTimeout bounds a DEL the delegate runs itself; containerd's own CNI timeout is
-// usually shorter and wins.
-const delegateDelTimeout = 2 * time.Minute
 
 // DelegateConf is what the delegate reads from the plugin config containerd passes it (its
 // entry in containerd's conflist), besides the standard keys.
@@ -375,7 +379,7 @@ func delWithoutAgent(req Request, conf DelegateConf) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), delegateDelTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), delegateCallTimeout)
 	defer cancel()
 	return r.Del(ctx, a)
 }

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -294,7 +296,7 @@ func TestDelegateSocketIsOwnerOnlyAndReplacesAStaleOne(t *testing.T) {
 	}
 }
 
-func TestServeDelegateStopsOnCancelAfterTheCallsInFlight(t *testing.T) {
+func TestServeDelegateFinishesTheCallsInFlightWhenStopped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "agent.sock")
 	l, err := ListenDelegate(path)
 	if err != nil {
@@ -302,25 +304,41 @@ func TestServeDelegateStopsOnCancelAfterTheCallsInFlight(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	entered := make(chan struct{})
-	finished := make(chan struct{})
+	release := make(chan struct{})
+	callErr := make(chan error, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- ServeDelegate(ctx, l, func(hctx context.Context, _ Request) ([]byte, error) {
 			close(entered)
-			<-hctx.Done()
-			close(finished)
-			return nil, hctx.Err()
+			<-release
+			callErr <- hctx.Err()
+			return nil, nil
 		})
 	}()
-	go runDelegate(delegateEnv("ADD"), containerdConf, path)
+	delegated := make(chan int, 1)
+	go func() {
+		code, _ := runDelegate(delegateEnv("DEL"), containerdConf, path)
+		delegated <- code
+	}()
 	<-entered
 	cancel()
+	// The agent is stopping; the DEL it started must still complete, not be killed halfway.
+	select {
+	case err := <-done:
+		t.Fatalf("ServeDelegate returned (%v) with a call in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := net.Dial("unix", path); err == nil {
+		t.Error("the socket still accepts calls after the stop")
+	}
+	close(release)
+	if err := <-callErr; err != nil {
+		t.Errorf("the call's context ended with the agent's: %v", err)
+	}
 	if err := <-done; err != nil {
 		t.Fatalf("ServeDelegate: %v", err)
 	}
-	select {
-	case <-finished:
-	default:
-		t.Error("ServeDelegate returned before the call in flight finished")
+	if code := <-delegated; code != 0 {
+		t.Errorf("delegate exit %d", code)
 	}
 }

@@ -42,7 +42,9 @@ type ServiceConfig struct {
 	ConfigFile string
 	PodCIDR    string
 	Bridge     string
-	BinDirs    []string
+	// NetworkName names the generated list; empty means DefaultNetworkName.
+	NetworkName string
+	BinDirs     []string
 	// StateDir is the node network's state directory (state.go); empty means DefaultStateDir.
 	StateDir string
 	// Socket is where the delegate reaches the agent; empty means DefaultSocket.
@@ -89,6 +91,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Socket == "" {
 		cfg.Socket = DefaultSocket
 	}
+	if cfg.NetworkName == "" {
+		cfg.NetworkName = DefaultNetworkName
+	}
 	if cfg.CheckPeriod == 0 {
 		cfg.CheckPeriod = DefaultCheckPeriod
 	}
@@ -106,11 +111,11 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		}
 		s.conflist = b
 	} else {
-		b, err := DefaultConflist(DefaultNetworkName, cfg.PodCIDR, cfg.Bridge, ConflistOptions{
+		b, err := DefaultConflist(cfg.NetworkName, cfg.PodCIDR, cfg.Bridge, ConflistOptions{
 			IPAMDataDir: filepath.Join(cfg.StateDir, "networks"),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("--pod-cidr/--cni-bridge: %w", err)
+			return nil, fmt.Errorf("generated network (pod-cidr, cni-bridge, cni-network-name): %w", err)
 		}
 		s.conflist = b
 	}

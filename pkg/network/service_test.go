@@ -157,7 +157,7 @@ func TestServiceRefusesABadConfigFileNamingIt(t *testing.T) {
 	}
 	// A bad pod CIDR for the generated list is as fatal, and names the flag.
 	_, err := NewService(ServiceConfig{PodCIDR: "10.88.0.1/16", BinDirs: []string{t.TempDir()}, StateDir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), "--pod-cidr") {
+	if err == nil || !strings.Contains(err.Error(), "pod-cidr") || !strings.Contains(err.Error(), "10.88.0.1/16") {
 		t.Errorf("bad pod CIDR: %v", err)
 	}
 }

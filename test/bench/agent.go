@@ -61,6 +61,13 @@ func (b *bench) startAgent(ctx context.Context, node string, extra ...string) (*
 		"--pod-manifest-path", a.manifestDir,
 		"--pod-logs-dir", filepath.Join(dir, "pod-logs"),
 		"--debug-address", a.debugAddr,
+		// The test bed's pod network, reached through its CNI delegate like every pod's.
+		"--pod-cidr", b.tb.env["POD_SUBNET"],
+		"--cni-bridge", b.tb.env["CNI_BRIDGE"],
+		"--cni-network-name", b.tb.env["CNI_NETWORK_NAME"],
+		"--cni-bin-dir", b.tb.env["CNI_BIN_DIR"],
+		"--cni-state-dir", b.tb.env["CNI_STATE_DIR"],
+		"--cni-socket", filepath.Join(b.tb.env["CNI_SOCKET_DIR"], node+".sock"),
 	}, extra...)
 	logf, err := os.Create(a.logPath)
 	if err != nil {

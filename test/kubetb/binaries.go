@@ -20,16 +20,9 @@ var binaryNames = []string{"kube-apiserver", "kubectl", "etcd"}
 // hack/install-kube.sh builds them: $KUBE_BIN of hack/versions-kube.sh, which follows
 // $NODEAGENT_CACHE. The error wraps ErrNotBuilt when one of them is missing.
 func Binaries() (string, error) {
-	script := filepath.Join(testbed.RepoRoot(), "hack", "versions-kube.sh")
-	// The script is the one place the versions and the cache layout are written down; let
-	// bash evaluate it rather than parse it.
-	out, err := exec.Command("bash", "-c", `. "$1" && printf %s "$KUBE_BIN"`, "bash", script).Output()
+	dir, err := pinned("KUBE_BIN")
 	if err != nil {
-		return "", fmt.Errorf("read KUBE_BIN from %s: %w", script, err)
-	}
-	dir := strings.TrimSpace(string(out))
-	if dir == "" {
-		return "", fmt.Errorf("%s sets no KUBE_BIN", script)
+		return "", err
 	}
 	for _, name := range binaryNames {
 		fi, err := os.Stat(filepath.Join(dir, name))
@@ -38,4 +31,20 @@ func Binaries() (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// pinned returns the value hack/versions-kube.sh gives variable. The script is the one place
+// the versions and the cache layout are written down; bash evaluates it rather than Go
+// parsing it.
+func pinned(variable string) (string, error) {
+	script := filepath.Join(testbed.RepoRoot(), "hack", "versions-kube.sh")
+	out, err := exec.Command("bash", "-c", `. "$1" && printf %s "${!2}"`, "bash", script, variable).Output()
+	if err != nil {
+		return "", fmt.Errorf("read %s from %s: %w", variable, script, err)
+	}
+	v := strings.TrimSpace(string(out))
+	if v == "" {
+		return "", fmt.Errorf("%s sets no %s", script, variable)
+	}
+	return v, nil
 }

@@ -1,16 +1,3 @@
-// Package kubetb runs a real Kubernetes control plane for tests: etcd and kube-apiserver as
-// hack/install-kube.sh builds them, on 127.0.0.1 with certificates generated per cluster, and
-// kubectl to drive it. The API server is configured the way real clusters configure node
-// credentials (Node and RBAC authorizers, the NodeRestriction and ServiceAccount admission
-// plugins, client certificates from the cluster CA), so a node agent tested against it meets
-// the same refusals it would in production.
-//
-// No kube-controller-manager or scheduler runs: pods are bound by setting spec.nodeName, and
-// EnsureNamespaceDefaults creates the per-namespace objects the controller manager would.
-//
-//	Start: PKI + admin kubeconfig -> etcd (wait /health) -> kube-apiserver (wait /readyz,
-//	       system namespaces) -> defaults in the system namespaces
-//	Stop:  kube-apiserver, then etcd; SIGTERM by PID, SIGKILL after 10 s
 package kubetb
 
 import (
@@ -93,7 +80,7 @@ func start(ctx context.Context, dir string, out io.Writer, opts options) (*Clust
 	}
 	c := &Cluster{Dir: dir, BinDir: bin}
 	if err := c.start(ctx, out, opts); err != nil {
-		if stopErr := c.Stop(); stopErr != nil {
+		if stopErr := c.stop(false); stopErr != nil {
 			fmt.Fprintf(out, "kubetb: cleaning up after a failed start: %v\n", stopErr)
 		}
 		return nil, err
@@ -313,14 +300,18 @@ func (c *Cluster) get(ctx context.Context, url string, asAdmin bool) error {
 // Stop stops kube-apiserver, then etcd, each by its PID: SIGTERM, then SIGKILL after 10 s.
 // It reports a process that had died before Stop or that needed SIGKILL. Safe to call more
 // than once; the files under Dir stay.
-func (c *Cluster) Stop() error {
+func (c *Cluster) Stop() error { return c.stop(true) }
+
+// stop stops the processes, kube-apiserver first; reportDead says whether a process that had
+// already exited is an error (not after a failed start, which reported it).
+func (c *Cluster) stop(reportDead bool) error {
 	c.mu.Lock()
 	procs := c.procs
 	c.procs = nil
 	c.mu.Unlock()
 	var errs []error
 	for i := len(procs) - 1; i >= 0; i-- {
-		errs = append(errs, procs[i].stop())
+		errs = append(errs, procs[i].stop(reportDead))
 	}
 	return errors.Join(errs...)
 }

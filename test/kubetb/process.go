@@ -67,10 +67,13 @@ func (p *process) exited() (bool, error) {
 }
 
 // stop sends SIGTERM to the process (never to anything else) and waits for it to exit,
-// sending SIGKILL after stopGrace. It reports a process that had already died on its own or
-// that needed SIGKILL.
-func (p *process) stop() error {
+// sending SIGKILL after stopGrace. It reports a process that needed SIGKILL, and one that had
+// already died on its own if reportDead.
+func (p *process) stop(reportDead bool) error {
 	if dead, err := p.exited(); dead {
+		if !reportDead {
+			return nil
+		}
 		return err
 	}
 	// os.Process signals through a pidfd, so a recycled PID is never hit.

@@ -114,6 +114,7 @@ func StartAgent(t *testing.T, opts AgentOptions) *Agent {
 	// Most settings go through the config file, as a user's would; the node name is a flag.
 	cfg := fmt.Sprintf("root-dir: %s\npod-manifest-path: %s\npod-logs-dir: %s\nruntime-endpoint: %s\ndebug-address: %s\nlog-level: debug\n",
 		a.RootDir, a.ManifestDir, a.LogsDir, TB.RuntimeEndpoint, a.DebugAddr)
+	cfg += TB.AgentNetworkConfig(a.NodeName)
 	if err := os.WriteFile(a.ConfigFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

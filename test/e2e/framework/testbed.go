@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
@@ -62,4 +63,14 @@ func RestartContainerd(t *testing.T) {
 	if err := testbed.RestartContainerd(TB.Dir, io.Discard); err != nil {
 		t.Fatalf("restart containerd: %v", err)
 	}
+}
+
+// AgentNetworkConfig is the config-file part that puts an agent named node on the test bed's
+// pod network: the delegate finds it in the shared socket dir, and all agents share the
+// network's state, as every CNI user of one node does.
+func (tb *Testbed) AgentNetworkConfig(node string) string {
+	v := tb.Values
+	return fmt.Sprintf("pod-cidr: %s\ncni-bridge: %s\ncni-network-name: %s\ncni-bin-dir: [%s]\ncni-state-dir: %s\ncni-socket: %s\n",
+		v["POD_SUBNET"], v["CNI_BRIDGE"], v["CNI_NETWORK_NAME"], v["CNI_BIN_DIR"], v["CNI_STATE_DIR"],
+		filepath.Join(v["CNI_SOCKET_DIR"], node+".sock"))
 }
