@@ -3,6 +3,7 @@ package podmanager
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
@@ -18,6 +19,9 @@ const (
 	reasonErrImageNeverPull = "ErrImageNeverPull"
 	reasonImageInspectError = "ImageInspectError"
 )
+
+// pullErrorShown is how long a failed pull shows as ErrImagePull before ImagePullBackOff.
+const pullErrorShown = time.Second
 
 // ensureImage applies c's imagePullPolicy and returns the image reference to create the
 // container from, or why it cannot be had. Sources default the policy (`:latest` or no tag
@@ -61,7 +65,9 @@ func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 	if err != nil {
 		wait := w.backoff.Failed(key)
 		log.WithError(err).WithField("retryIn", wait).Warn("image pull failed")
-		again(wait)
+		// Look again soon, not only when the wait is over: that pass reports the wait as
+		// ImagePullBackOff, as the kubelet's next sync does, instead of ErrImagePull throughout.
+		again(min(wait, pullErrorShown))
 		return "", &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)}
 	}
 	w.backoff.Forget(key)

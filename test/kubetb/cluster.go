@@ -42,7 +42,7 @@ type Cluster struct {
 	BinDir          string // kube-apiserver, kubectl and etcd
 
 	ca     *keyPair
-	client *http.Client // trusts the CA; requests carry AdminToken
+	client *http.Client // trusts the CA, for readiness checks
 
 	mu    sync.Mutex
 	procs []*process // in start order; guarded by mu; nil once stopped
@@ -54,7 +54,7 @@ type options struct {
 }
 
 // Start starts a cluster with its state under dir, which must not hold an earlier one, and
-// waits until it serves. Progress lines go to out; the processes' own output goes to
+// waits until it serves. Progress lines go to out (may be nil); the processes' own output goes to
 // dir/etcd.log and dir/kube-apiserver.log. ctx bounds the start only (two minutes if it has no
 // deadline): the cluster runs until Stop. On error nothing that Start started is left running.
 func Start(ctx context.Context, dir string, out io.Writer) (*Cluster, error) {
@@ -66,6 +66,9 @@ func start(ctx context.Context, dir string, out io.Writer, opts options) (*Clust
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, startTimeout)
 		defer cancel()
+	}
+	if out == nil {
+		out = io.Discard
 	}
 	bin, err := Binaries()
 	if err != nil {

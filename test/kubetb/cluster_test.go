@@ -119,6 +119,8 @@ func TestClusterEnforcesNodeIdentity(t *testing.T) {
 		var kerr *KubectlError
 		if !errors.As(err, &kerr) || kerr.Reason() != metav1.StatusReasonForbidden {
 			t.Errorf("n1 creating %s: got %v, want Forbidden (NodeRestriction)", what, err)
+		} else {
+			t.Logf("n1 creating %s: %s", what, strings.TrimSpace(kerr.Stderr))
 		}
 	}
 	// The Node authorizer lets n1 read the ConfigMap its pod's kube-api-access volume projects

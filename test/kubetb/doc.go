@@ -5,6 +5,19 @@
 // plugins, client certificates from the cluster CA), so a node agent tested against it meets
 // the same refusals it would in production.
 //
+// A test that needs it skips unless hack/install-kube.sh has built the binaries:
+//
+//	if _, err := kubetb.Binaries(); errors.Is(err, kubetb.ErrNotBuilt) {
+//		t.Skip(err)
+//	}
+//	c, err := kubetb.Start(ctx, t.TempDir(), out)
+//	if err != nil {
+//		t.Fatal(err)
+//	}
+//	t.Cleanup(func() { _ = c.Stop() })
+//	kubeconfig, err := c.NodeKubeconfig("n1") // for the agent's --kubeconfig
+//	_, err = c.Kubectl(ctx, "get", "node", "n1")
+//
 // No kube-controller-manager or scheduler runs: pods are bound by setting spec.nodeName, and
 // EnsureNamespaceDefaults creates the per-namespace objects the controller manager would.
 //
