@@ -317,7 +317,7 @@ func callAgent(req Request, conf DelegateConf) (*Response, error) {
 	case conf.SocketDir != "":
 		matches, err := filepath.Glob(filepath.Join(conf.SocketDir, "*.sock"))
 		if err != nil || len(matches) == 0 {
-			return nil, fmt.Errorf("nodeagent is not running: no agent socket in %s", conf.SocketDir)
+			return nil, fmt.Errorf("nodeagent is not reachable: no agent socket in %s", conf.SocketDir)
 		}
 		sockets = matches // Glob sorts
 	default:

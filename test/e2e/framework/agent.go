@@ -37,15 +37,20 @@ type Agent struct {
 	t    *testing.T
 	bin  string
 	args []string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the current process exits
-	out  *syncBuffer   // everything every process of this agent wrote
+	// unhealthy: Start waits for /healthz to answer, not to say ok.
+	unhealthy bool
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	done      chan struct{} // closed when the current process exits
+	out       *syncBuffer   // everything every process of this agent wrote
 }
 
 // AgentOptions tweaks an agent; zero is fine.
 type AgentOptions struct {
 	ExtraArgs []string
+	// Unhealthy: the agent is expected to start unhealthy (a broken network config), so
+	// starting waits only until /healthz answers, whatever it says.
+	Unhealthy bool
 }
 
 var (
@@ -119,6 +124,7 @@ func StartAgent(t *testing.T, opts AgentOptions) *Agent {
 		t.Fatal(err)
 	}
 	a.args = append([]string{"--config", a.ConfigFile, "--node-name", a.NodeName}, opts.ExtraArgs...)
+	a.unhealthy = opts.Unhealthy
 	t.Cleanup(a.cleanup)
 	a.Start()
 	return a
@@ -139,7 +145,7 @@ func (a *Agent) Start() {
 	a.mu.Unlock()
 	Eventually(a.t, 30*time.Second, func() (bool, string) {
 		code, body, err := a.Get("/healthz")
-		return err == nil && code == 200, fmt.Sprintf("/healthz: %d %q %v", code, body, err)
+		return err == nil && (code == 200 || a.unhealthy), fmt.Sprintf("/healthz: %d %q %v", code, body, err)
 	})
 }
 
