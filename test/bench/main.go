@@ -1,5 +1,6 @@
 // Command bench measures nodeagent on a private containerd test bed and prints one table:
-// pod start against a direct-CRI floor, container exit detection and restart for each
+// pod start against a direct-CRI floor, CNI ADD/DEL through the delegate against libcni
+// direct, container exit detection and restart for each
 // runtime event path, and the agent's memory and CPU with 0, 50 and 100 pods.
 //
 //	go run ./test/bench -agent bin/nodeagent      (what `make bench` runs)
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +42,7 @@ type options struct {
 	probePods int
 	probeWin  time.Duration
 	keep      bool
+	only      map[string]bool // parts to run; empty runs all
 }
 
 func main() {
@@ -65,11 +68,22 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.probePods, "probe-pods", 50, "pods with a 1 s HTTP readiness probe for the probe CPU measurement (0 skips it)")
 	fs.DurationVar(&o.probeWin, "probe-window", 60*time.Second, "window of the probe CPU measurement")
 	fs.BoolVar(&o.keep, "keep", false, "leave the test bed up at the end for inspection")
+	var only string
+	fs.StringVar(&only, "only", "", "comma-separated parts to run (pod-start, cni, exits, footprint, probes); default all")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.only = map[string]bool{}
+	for _, p := range strings.Split(only, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			if !slices.Contains(partNames, p) {
+				return nil, fmt.Errorf("-only: unknown part %q (parts: %s)", p, strings.Join(partNames, ", "))
+			}
+			o.only[p] = true
+		}
 	}
 	if o.pods < 1 || o.exits < 0 || o.idle <= 0 {
 		return nil, fmt.Errorf("-pods must be >= 1, -exits >= 0 and -idle > 0")
@@ -96,6 +110,9 @@ func parseFlags(args []string) (*options, error) {
 	return o, nil
 }
 
+// partNames are the parts of the run, in order; -only picks some.
+var partNames = []string{"pod-start", "cni", "exits", "footprint", "probes"}
+
 // run brings the test bed up, runs every part, prints the table and tears everything down.
 // It returns the process exit code.
 func run(ctx context.Context, opts *options) int {
@@ -104,6 +121,8 @@ func run(ctx context.Context, opts *options) int {
 		return 1
 	}
 	began := time.Now()
+	// The test bed's CNI delegate is the binary under test too.
+	os.Setenv("NODEAGENT_BIN", opts.agent)
 	tb, err := upTestbed(ctx, filepath.Join(os.TempDir(), testbedName), testbedIndex)
 	if tb != nil {
 		defer tb.down(opts.keep)
@@ -125,8 +144,9 @@ func run(ctx context.Context, opts *options) int {
 		name string
 		run  func(context.Context) error
 	}{
-		{"pod start", b.podStart},
-		{"exit detection", b.exitDetection},
+		{"pod-start", b.podStart},
+		{"cni", b.cniLatency},
+		{"exits", b.exitDetection},
 		{"footprint", b.footprint},
 		{"probes", b.probeLoad},
 	}
@@ -134,6 +154,9 @@ func run(ctx context.Context, opts *options) int {
 	for _, p := range parts {
 		if ctx.Err() != nil {
 			break
+		}
+		if len(opts.only) > 0 && !opts.only[p.name] {
+			continue
 		}
 		progress("== %s", p.name)
 		if err := p.run(ctx); err != nil {

@@ -109,6 +109,18 @@ func (r *report) exits(mode string, detect, restart samples, missed int, coarse 
 			target: "<= " + ms(targetRestart), result: mark(restart.percentile(50) <= targetRestart)})
 }
 
+// cni adds the rows of one CNI command: direct libcni, through the delegate, and the
+// difference of their p50s against the target.
+func (r *report) cni(command string, direct, delegate samples) {
+	over := delegate.percentile(50) - direct.percentile(50)
+	r.latency = append(r.latency,
+		latencyRow{name: "CNI " + command + ", libcni direct", n: len(direct), p50: ms(direct.percentile(50)), p90: ms(direct.percentile(90))},
+		latencyRow{name: "CNI " + command + ", through the delegate", n: len(delegate), p50: ms(delegate.percentile(50)), p90: ms(delegate.percentile(90))},
+		latencyRow{name: "CNI " + command + ", delegate overhead (p50 difference)", p50: ms(over),
+			target: "<= " + ms(targetDelegateOverhead), result: mark(over <= targetDelegateOverhead)},
+	)
+}
+
 func (r *report) skipped(name, why string) {
 	r.latency = append(r.latency, latencyRow{name: name, p50: "skipped", result: "n/a"})
 	r.note("%s: skipped: %s", name, why)
