@@ -15,8 +15,9 @@ E2E_PARALLEL ?= 4
 
 all: build
 
+# bin/nodeagent is the agent; bin/nodeagent-cni the CNI delegate containerd runs.
 build:
-	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o bin/nodeagent ./cmd/nodeagent
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/nodeagent ./cmd/nodeagent-cni
 
 deps:
 	hack/install-deps.sh
@@ -30,7 +31,7 @@ unit:
 
 # e2e runs the real binary against real containerd, runc, CNI plugins and a local registry.
 e2e: deps build
-	NODEAGENT_BIN=$(CURDIR)/bin/nodeagent go test -count=1 -p $(E2E_PARALLEL) -timeout 40m ./test/e2e/...
+	NODEAGENT_BIN=$(CURDIR)/bin/nodeagent NODEAGENT_CNI_BIN=$(CURDIR)/bin/nodeagent-cni go test -count=1 -p $(E2E_PARALLEL) -timeout 40m ./test/e2e/...
 
 test: deps vet unit e2e
 
@@ -40,7 +41,7 @@ demo: deps build
 # bench prints pod start (against a direct-CRI floor), exit detection and footprint, measured
 # on its own test bed (index 10); see test/bench. It exits 0 whatever the targets say.
 bench: deps build
-	go run ./test/bench -agent bin/nodeagent
+	go run ./test/bench -agent bin/nodeagent -delegate bin/nodeagent-cni
 
 clean:
 	rm -rf bin

@@ -224,16 +224,16 @@ write_cni_config() {
 EOF
 }
 
-# link_delegate installs the plugin link containerd runs: $NODEAGENT_BIN (what the caller
-# tests), or a fresh build of the checkout.
+# link_delegate installs the plugin link containerd runs: $NODEAGENT_CNI_BIN (what the caller
+# tests), or a fresh build of the checkout's cmd/nodeagent-cni.
 link_delegate() {
-	local dir=$1 bin=${NODEAGENT_BIN:-}
+	local dir=$1 bin=${NODEAGENT_CNI_BIN:-}
 	if [ -z "$bin" ]; then
-		log "building nodeagent for the CNI delegate"
-		(cd "$repo" && CGO_ENABLED=0 go build -o "$dir/bin/nodeagent" ./cmd/nodeagent) || die "go build ./cmd/nodeagent"
-		bin=$dir/bin/nodeagent
+		log "building nodeagent-cni for the CNI delegate"
+		(cd "$repo" && CGO_ENABLED=0 go build -o "$dir/bin/nodeagent-cni" ./cmd/nodeagent-cni) || die "go build ./cmd/nodeagent-cni"
+		bin=$dir/bin/nodeagent-cni
 	fi
-	[ -x "$bin" ] || die "NODEAGENT_BIN $bin is not an executable"
+	[ -x "$bin" ] || die "NODEAGENT_CNI_BIN $bin is not an executable"
 	mkdir -p "$dir/cni/bin"
 	ln -sfn "$(realpath "$bin")" "$dir/cni/bin/nodeagent"
 }

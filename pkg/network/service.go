@@ -346,7 +346,16 @@ func (s *Service) check(ctx context.Context) {
 
 // handle runs one call forwarded by the delegate. It waits on nothing but the runner: the
 // call may come from inside a pod worker's RunPodSandbox or StopPodSandbox.
-func (s *Service) handle(ctx context.Context, req Request) ([]byte, error) {
+func (s *Service) handle(ctx context.Context, req Request) (out []byte, err error) {
+	start := time.Now()
+	defer func() {
+		l := s.log.WithFields(logrus.Fields{"command": req.Command, "sandbox": req.ContainerID, "took": time.Since(start).String()})
+		if err != nil {
+			l.WithError(err).Warn("CNI call from the delegate failed")
+			return
+		}
+		l.Debug("CNI call from the delegate")
+	}()
 	r := s.currentRunner()
 	switch req.Command {
 	case CommandStatus:

@@ -104,7 +104,7 @@ func (b *bench) cniLatency(ctx context.Context) error {
 	b.report.cni("ADD", addD, addX)
 	b.report.cni("DEL", delD, delX)
 	b.report.note("CNI: %d ADD+DEL pairs per path on fresh netns, interleaved; direct = libcni running the agent's node list in-process, "+
-		"delegate = libcni running containerd's conflist (exec nodeagent -> socket -> agent -> the same list)", cniSamples)
+		"delegate = libcni running containerd's conflist (exec nodeagent-cni -> socket -> agent -> the same list)", cniSamples)
 	return nil
 }
 

@@ -34,6 +34,7 @@ const (
 
 type options struct {
 	agent     string // absolute
+	delegate  string // absolute
 	agentArg  string // as given, for the report
 	pods      int
 	exits     int
@@ -61,6 +62,7 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{}
 	var footprint string
 	fs.StringVar(&o.agent, "agent", "bin/nodeagent", "the nodeagent binary to measure")
+	fs.StringVar(&o.delegate, "delegate", "bin/nodeagent-cni", "the CNI delegate binary containerd runs")
 	fs.IntVar(&o.pods, "pods", 20, "pod start samples for the agent, and as many for the floor")
 	fs.IntVar(&o.exits, "exits", 10, "crashing pods per runtime event path (one exit and one first restart each)")
 	fs.StringVar(&footprint, "footprint", "0,50,100", "pod counts at which to measure the agent's RSS and CPU")
@@ -107,6 +109,12 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-agent %s: not a binary (run `make build` first)", o.agent)
 	}
 	o.agentArg, o.agent = o.agent, abs
+	if o.delegate, err = filepath.Abs(o.delegate); err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(o.delegate); err != nil || st.IsDir() {
+		return nil, fmt.Errorf("-delegate %s: not a binary (run `make build` first)", o.delegate)
+	}
 	return o, nil
 }
 
@@ -121,8 +129,8 @@ func run(ctx context.Context, opts *options) int {
 		return 1
 	}
 	began := time.Now()
-	// The test bed's CNI delegate is the binary under test too.
-	os.Setenv("NODEAGENT_BIN", opts.agent)
+	// The test bed's CNI delegate is the one under test too.
+	os.Setenv("NODEAGENT_CNI_BIN", opts.delegate)
 	tb, err := upTestbed(ctx, filepath.Join(os.TempDir(), testbedName), testbedIndex)
 	if tb != nil {
 		defer tb.down(opts.keep)
