@@ -342,3 +342,42 @@ func TestServeDelegateFinishesTheCallsInFlightWhenStopped(t *testing.T) {
 		t.Errorf("delegate exit %d", code)
 	}
 }
+
+// The config deploy/ installs for containerd must reach an agent started with its defaults.
+func TestDeployedDelegateConfigMatchesTheAgentDefaults(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "cni", "05-nodeagent.conflist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		CNIVersion string `json:"cniVersion"`
+		Plugins    []struct {
+			DelegateConf
+			Type         string          `json:"type"`
+			Capabilities map[string]bool `json:"capabilities"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Plugins) != 1 {
+		t.Fatalf("%d plugins, want only the delegate", len(list.Plugins))
+	}
+	p := list.Plugins[0]
+	if p.Type != "nodeagent" || p.Socket != DefaultSocket || p.StateDir != DefaultStateDir ||
+		!p.Capabilities["portMappings"] || !p.Capabilities["bandwidth"] {
+		t.Errorf("deployed delegate config %+v", p)
+	}
+	if !delegateVersionsInclude(list.CNIVersion) {
+		t.Errorf("cniVersion %q is not one the delegate accepts", list.CNIVersion)
+	}
+}
+
+func delegateVersionsInclude(v string) bool {
+	for _, s := range delegateVersions.SupportedVersions() {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}

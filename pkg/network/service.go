@@ -350,11 +350,16 @@ func (s *Service) handle(ctx context.Context, req Request) (out []byte, err erro
 	start := time.Now()
 	defer func() {
 		l := s.log.WithFields(logrus.Fields{"command": req.Command, "sandbox": req.ContainerID, "took": time.Since(start).String()})
-		if err != nil {
+		switch {
+		case err != nil && req.Command != CommandStatus:
 			l.WithError(err).Warn("CNI call from the delegate failed")
-			return
+		case err != nil:
+			// containerd asks for STATUS every few seconds; not-ready is logged once by
+			// setNotReady.
+			l.WithError(err).Debug("CNI call from the delegate failed")
+		default:
+			l.Debug("CNI call from the delegate")
 		}
-		l.Debug("CNI call from the delegate")
 	}()
 	r := s.currentRunner()
 	switch req.Command {
