@@ -172,7 +172,15 @@ func (s *Service) loop(ctx context.Context) {
 		case <-time.After(retryPeriod):
 		}
 	}
-	s.gc(ctx)
+	// The GC at start is the one that frees what a crash leaked: retry it until it has run
+	// (the runtime may not be up yet).
+	for !s.gc(ctx) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retryPeriod):
+		}
+	}
 
 	gcTick := time.NewTicker(s.cfg.GCPeriod)
 	defer gcTick.Stop()
@@ -262,16 +270,16 @@ func (s *Service) status(ctx context.Context) {
 }
 
 // gc frees what no live sandbox holds. The live set is every ready sandbox in the runtime,
-// whoever made it.
-func (s *Service) gc(ctx context.Context) {
+// whoever made it. It reports whether the GC ran.
+func (s *Service) gc(ctx context.Context) bool {
 	r := s.currentRunner()
 	if r == nil || s.cfg.Sandboxes == nil {
-		return
+		return true // nothing to collect with
 	}
 	sbs, err := s.cfg.Sandboxes(ctx)
 	if err != nil {
 		s.log.WithError(err).Warn("CNI GC skipped: cannot list the runtime's sandboxes")
-		return
+		return false
 	}
 	live := map[string]bool{}
 	for _, sb := range sbs {
@@ -286,7 +294,7 @@ func (s *Service) gc(ctx context.Context) {
 	cached, err := r.CachedAttachments()
 	if err != nil {
 		s.log.WithError(err).Warn("CNI GC skipped")
-		return
+		return false
 	}
 	for _, a := range cached {
 		if live[a.ContainerID] && a.IfName != "eth0" {
@@ -295,10 +303,12 @@ func (s *Service) gc(ctx context.Context) {
 	}
 	start := time.Now()
 	if err := r.GC(ctx, attachments); err != nil {
+		// A plugin failing its GC is not retried at once: it would most likely fail again.
 		s.log.WithError(err).Warn("CNI GC failed; retrying at the next period")
-		return
+		return true
 	}
 	s.log.WithFields(logrus.Fields{"live": len(live), "took": time.Since(start).Round(time.Millisecond)}).Debug("CNI GC done")
+	return true
 }
 
 // check runs CHECK for every ready sandbox of this node and reports failures. The netns and
