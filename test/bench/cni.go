@@ -18,13 +18,14 @@ import (
 const targetDelegateOverhead = 5 * time.Millisecond
 
 // cniSamples is how many ADD+DEL pairs each path gets.
-const cniSamples = 30
+const cniSamples = 60
 
 // cniLatency measures CNI ADD and DEL the way containerd makes them (libcni running the
 // test bed's delegate conflist, so: exec of the nodeagent binary, the socket, the agent, its
 // libcni and the real plugins) against the floor: libcni running the agent's own node list
 // in this process. Both attach a fresh network namespace each time; the samples interleave
-// (direct, delegate, direct, ...) so machine noise hits both alike.
+// (direct, delegate, delegate, direct, ...) so machine noise hits both alike. DEL times vary
+// by ±10 ms (iptables under its lock), hence the many samples.
 func (b *bench) cniLatency(ctx context.Context) error {
 	a, err := b.startAgent(ctx, "bench-cni")
 	if err != nil {
@@ -53,57 +54,73 @@ func (b *bench) cniLatency(ctx context.Context) error {
 		[]string{filepath.Join(b.tb.dir, "cni", "bin"), b.tb.env["CNI_BIN_DIR"]}, outerCache, nil)
 
 	var addD, delD, addX, delX samples
-	for i := -1; i < cniSamples; i++ {
-		ns, err := newNetns(ctx, fmt.Sprintf("nabench-d%d", i+1))
+	// Each path attaches a fresh netns, ADDs, then DELs; a failure is fatal to the part.
+	directPair := func(n int) (time.Duration, time.Duration, error) {
+		ns, err := newNetns(ctx, fmt.Sprintf("nabench-d%d", n))
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
-		att := network.Attachment{ContainerID: fmt.Sprintf("bench-direct-%d", i+1), NetNS: ns.path, IfName: "eth0",
+		defer ns.remove()
+		att := network.Attachment{ContainerID: fmt.Sprintf("bench-direct-%d", n), NetNS: ns.path, IfName: "eth0",
 			PodName: "direct", PodNamespace: "bench", PodUID: "bench-direct"}
 		t0 := time.Now()
-		_, err = direct.Add(ctx, att)
+		if _, err := direct.Add(ctx, att); err != nil {
+			return 0, 0, fmt.Errorf("direct libcni: %w", err)
+		}
 		add := time.Since(t0)
-		if err == nil {
-			t0 = time.Now()
-			err = direct.Del(ctx, att)
-			if i >= 0 {
-				addD, delD = append(addD, add), append(delD, time.Since(t0))
-			}
+		t0 = time.Now()
+		if err := direct.Del(ctx, att); err != nil {
+			return 0, 0, fmt.Errorf("direct libcni: %w", err)
 		}
-		ns.remove()
+		return add, time.Since(t0), nil
+	}
+	delegatePair := func(n int) (time.Duration, time.Duration, error) {
+		ns, err := newNetns(ctx, fmt.Sprintf("nabench-x%d", n))
 		if err != nil {
-			return fmt.Errorf("direct libcni: %w", err)
+			return 0, 0, err
 		}
-
-		ns, err = newNetns(ctx, fmt.Sprintf("nabench-x%d", i+1))
+		defer ns.remove()
+		rt := &libcni.RuntimeConf{
+			ContainerID: fmt.Sprintf("bench-delegate-%d", n), NetNS: ns.path, IfName: "eth0",
+			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "bench"}, {"K8S_POD_NAME", "delegate"}, {"K8S_POD_UID", "bench-delegate"}},
+		}
+		t0 := time.Now()
+		if _, err := viaDelegate.AddNetworkList(ctx, delegateList, rt); err != nil {
+			return 0, 0, fmt.Errorf("through the delegate: %w%s", err, a.tail(10))
+		}
+		add := time.Since(t0)
+		t0 = time.Now()
+		if err := viaDelegate.DelNetworkList(ctx, delegateList, rt); err != nil {
+			return 0, 0, fmt.Errorf("through the delegate: %w%s", err, a.tail(10))
+		}
+		return add, time.Since(t0), nil
+	}
+	for i := -1; i < cniSamples; i++ {
+		// Alternate which path goes first, so a drift in the machine's load favours neither.
+		first, second := directPair, delegatePair
+		if i%2 != 0 {
+			first, second = delegatePair, directPair
+		}
+		a1, d1, err := first(i + 1)
 		if err != nil {
 			return err
 		}
-		rt := &libcni.RuntimeConf{
-			ContainerID: fmt.Sprintf("bench-delegate-%d", i+1), NetNS: ns.path, IfName: "eth0",
-			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "bench"}, {"K8S_POD_NAME", "delegate"}, {"K8S_POD_UID", "bench-delegate"}},
-		}
-		t0 = time.Now()
-		_, err = viaDelegate.AddNetworkList(ctx, delegateList, rt)
-		add = time.Since(t0)
-		if err == nil {
-			t0 = time.Now()
-			err = viaDelegate.DelNetworkList(ctx, delegateList, rt)
-			if i >= 0 {
-				addX, delX = append(addX, add), append(delX, time.Since(t0))
-			}
-		}
-		ns.remove()
+		a2, d2, err := second(i + 1)
 		if err != nil {
-			return fmt.Errorf("through the delegate: %w%s", err, a.tail(10))
+			return err
 		}
 		if i < 0 {
-			progress("CNI warm-up pair done (not counted)")
+			progress("CNI warm-up pairs done (not counted)")
+			continue
 		}
+		if i%2 != 0 {
+			a1, d1, a2, d2 = a2, d2, a1, d1
+		}
+		addD, delD, addX, delX = append(addD, a1), append(delD, d1), append(addX, a2), append(delX, d2)
 	}
 	b.report.cni("ADD", addD, addX)
 	b.report.cni("DEL", delD, delX)
-	b.report.note("CNI: %d ADD+DEL pairs per path on fresh netns, interleaved; direct = libcni running the agent's node list in-process, "+
+	b.report.note("CNI: %d ADD+DEL pairs per path on fresh netns, interleaved, the first path alternating; direct = libcni running the agent's node list in-process, "+
 		"delegate = libcni running containerd's conflist (exec nodeagent-cni -> socket -> agent -> the same list)", cniSamples)
 	return nil
 }
