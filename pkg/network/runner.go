@@ -288,23 +288,20 @@ func (r *Runner) Validate(ctx context.Context) error {
 // freshAttachments lists the cached attachments of this network written within the grace
 // period.
 func (r *Runner) freshAttachments() ([]attachmentKey, error) {
-	cached, err := r.cni.GetCachedAttachments("")
+	cached, err := r.CachedAttachments()
 	if err != nil {
-		return nil, fmt.Errorf("list cached attachments: %w", err)
+		return nil, err
 	}
 	var fresh []attachmentKey
 	for _, c := range cached {
-		if c.Network != r.network.Name() {
-			continue
-		}
 		// The path is libcni's cache layout: results/<network>-<container>-<ifname>.
-		p := filepath.Join(r.cacheDir, "results", fmt.Sprintf("%s-%s-%s", c.Network, c.ContainerID, c.IfName))
+		p := filepath.Join(r.cacheDir, "results", fmt.Sprintf("%s-%s-%s", r.network.Name(), c.ContainerID, c.IfName))
 		info, err := os.Stat(p)
 		if err != nil {
 			continue // DELed since the listing
 		}
 		if r.now().Sub(info.ModTime()) < r.gcGrace {
-			fresh = append(fresh, attachmentKey{containerID: c.ContainerID, ifName: c.IfName})
+			fresh = append(fresh, c.key())
 		}
 	}
 	return fresh, nil
