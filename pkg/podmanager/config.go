@@ -2,6 +2,7 @@ package podmanager
 
 import (
 	"errors"
+	v1 "k8s.io/api/core/v1"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -47,6 +48,14 @@ type Config struct {
 	// Network says whether the pod network is ready; pods that need it (all but hostNetwork
 	// ones) get no sandbox until it is. Nil means always ready (the runtime's own CNI setup).
 	Network Network
+
+	// PodTerminated is told when a pod no source wants, or one being deleted
+	// (deletionTimestamp set), has been terminated: its containers and sandbox are gone. The
+	// API source then finishes the deletion. It must not block. Optional.
+	PodTerminated func(pod *v1.Pod)
+	// StatusChanged is told that some pod's status changed, for the status reporter. It must
+	// not block. Optional.
+	StatusChanged func()
 
 	// Clock is injected by tests; default the real clock.
 	Clock clock.WithTicker

@@ -71,7 +71,9 @@ func (m *Manager) Update(source string, pods []*v1.Pod) {
 			m.workers[uid] = w
 			m.startWorkerLocked(w)
 		}
-		w.pending, w.deleted = pod, false
+		// A pod being deleted (deletionTimestamp set) is terminated with its deletion grace
+		// period, and stays in the desired set until then so its status is still reported.
+		w.pending, w.deleted = pod, pod.DeletionTimestamp != nil
 		w.poke()
 	}
 	for uid, w := range m.workers {
@@ -133,13 +135,18 @@ func (m *Manager) startWorkerLocked(w *worker) {
 // the worker must exit (true) or carry on because the pod was wanted again meanwhile.
 func (m *Manager) workerDone(w *worker) bool {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if !w.deleted {
+		m.mu.Unlock()
 		return false
 	}
+	pod := w.pending
 	delete(m.workers, w.uid)
 	m.status.Delete(w.uid)
 	m.markSyncedLocked(w.uid)
+	m.mu.Unlock()
+	if m.cfg.PodTerminated != nil {
+		m.cfg.PodTerminated(pod)
+	}
 	return true
 }
 

@@ -41,7 +41,9 @@ func (w *worker) sync(ctx context.Context, pod *v1.Pod) time.Duration {
 	}
 	w.awaitAnnouncedExits(st, lower)
 	w.syncProbes(pod, st)
-	w.m.status.Set(pod, w.buildStatus(pod, st))
+	if w.m.status.Set(pod, w.buildStatus(pod, st)) && w.m.cfg.StatusChanged != nil {
+		w.m.cfg.StatusChanged()
+	}
 	return next
 }
 

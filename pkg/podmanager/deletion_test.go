@@ -1,0 +1,42 @@
+package podmanager
+
+import (
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestPodBeingDeletedIsTerminatedWithItsGraceAndReported(t *testing.T) {
+	h := newHarness(t)
+	var terminated []*v1.Pod
+	h.m.cfg.PodTerminated = func(p *v1.Pod) { terminated = append(terminated, p) }
+	pod := testPod("web", v1.RestartPolicyAlways, busybox("a", "sleep", "1000"))
+	h.run(pod)
+	h.settle(pod.UID)
+
+	// The API server marks it for deletion with a 3 s grace; it stays in the source's set.
+	deleting := pod.DeepCopy()
+	now := metav1.Now()
+	grace := int64(3)
+	deleting.DeletionTimestamp, deleting.DeletionGracePeriodSeconds = &now, &grace
+	h.run(deleting)
+	w := h.m.workers[pod.UID]
+	if _, done := w.syncOnce(t.Context()); !done {
+		t.Fatal("the worker did not finish after terminating the pod")
+	}
+	if len(terminated) != 1 || terminated[0].UID != pod.UID || terminated[0].DeletionTimestamp == nil {
+		t.Fatalf("PodTerminated calls: %v", terminated)
+	}
+	for id, timeout := range h.rt.stopTimeouts {
+		if timeout != grace {
+			t.Errorf("container %s stopped with timeout %d, want the deletion grace %d", id, timeout, grace)
+		}
+	}
+	if len(h.rt.stopTimeouts) == 0 {
+		t.Error("no container was stopped")
+	}
+	if n := h.rt.count("RemovePodSandbox"); n != 1 {
+		t.Errorf("RemovePodSandbox called %d times", n)
+	}
+}
