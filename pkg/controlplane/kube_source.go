@@ -74,8 +74,8 @@ func NewKubeSource(cfg KubeSourceConfig) (*KubeSource, error) {
 		},
 	}
 	s := &KubeSource{
-		cfg:      cfg,
-		log:      cfg.Log.WithField("source", SourceKube),
+		cfg: cfg,
+		log: cfg.Log.WithField("source", SourceKube),
 		// The wrapper lets a client that cannot stream lists (the fake clientset) say so.
 		informer: cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, cfg.Client), &v1.Pod{}, 0, cache.Indexers{}),
 		deleting: map[types.UID]*v1.Pod{},
