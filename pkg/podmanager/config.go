@@ -53,6 +53,9 @@ type Config struct {
 	// (deletionTimestamp set), has been terminated: its containers and sandbox are gone. The
 	// API source then finishes the deletion. It must not block. Optional.
 	PodTerminated func(pod *v1.Pod)
+	// Events records Kubernetes events about pods (the API source's recorder); nil records
+	// none.
+	Events Recorder
 	// StatusChanged is told that some pod's status changed, for the status reporter. It must
 	// not block. Optional.
 	StatusChanged func()

@@ -42,11 +42,11 @@ func (w *worker) startOrBackoff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	}
 	if rem > 0 {
 		if cur := w.waiting[c.Name]; cur == nil || cur.Reason == reasonCrashLoopBackOff {
-			w.waiting[c.Name] = &v1.ContainerStateWaiting{
+			w.setWaiting(pod, c.Name, &v1.ContainerStateWaiting{
 				Reason: reasonCrashLoopBackOff,
 				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s (next restart in %s)",
 					w.backoff.Current(key), c.Name, pod.Name, rem.Round(time.Second)),
-			}
+			})
 		}
 		again(rem)
 		return false
@@ -69,11 +69,11 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	log := w.log.WithFields(logrus.Fields{"container": c.Name, "attempt": attempt})
 	imageRef, waiting := w.ensureImage(ctx, pod, c, sbCfg, again)
 	if waiting != nil {
-		w.waiting[c.Name] = waiting
+		w.setWaiting(pod, c.Name, waiting)
 		return false, false
 	}
 	failed := func(reason string, err error) (bool, bool) {
-		w.waiting[c.Name] = &v1.ContainerStateWaiting{Reason: reason, Message: err.Error()}
+		w.setWaiting(pod, c.Name, &v1.ContainerStateWaiting{Reason: reason, Message: err.Error()})
 		wait := w.backoff.Failed(containerBackoffKey(c.Name))
 		log.WithError(err).WithFields(logrus.Fields{"reason": reason, "retryIn": wait}).Warn("container failed to start")
 		again(wait)
@@ -88,6 +88,7 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		return failed(reasonCreateContainerError, err)
 	}
 	w.m.own(id, w.uid)
+	w.event(pod, v1.EventTypeNormal, eventCreated, "Created container: "+c.Name)
 	if err := w.m.rt.StartContainer(ctx, id); err != nil {
 		// Remove the instance that never ran, so the next pass makes a fresh one.
 		if rmErr := w.m.rt.RemoveContainer(ctx, id); rmErr != nil && !errdefs.IsNotFound(rmErr) {
@@ -103,6 +104,7 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 			// As the kubelet: a failed postStart kills the container; the restart policy
 			// decides what next.
 			log.WithError(err).Warn("postStart hook failed; killing the container")
+			w.event(pod, v1.EventTypeWarning, eventPostStartFailed, err.Error())
 			w.killNotes[id] = fmt.Sprintf("%s: %v", reasonFailedPostStart, err)
 			if stopErr := w.stopContainer(ctx, pod, c, id, gracePeriod(pod)); stopErr != nil && !errdefs.IsNotFound(stopErr) {
 				log.WithError(stopErr).Warn("killing a container whose postStart failed failed")
@@ -112,6 +114,7 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		}
 	}
 	delete(w.waiting, c.Name)
+	w.event(pod, v1.EventTypeNormal, eventStarted, "Started container "+c.Name)
 	log.WithField("containerID", id).Info("container started")
 	w.removeOldInstances(ctx, pod, st, c.Name)
 	return true, true

@@ -35,6 +35,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 		return "", &v1.ContainerStateWaiting{Reason: reasonImageInspectError, Message: fmt.Sprintf("Failed to inspect image %q: %v", c.Image, err)}
 	}
 	if img != nil && c.ImagePullPolicy != v1.PullAlways {
+		w.event(pod, v1.EventTypeNormal, eventPulled, fmt.Sprintf("Container image %q already present on machine", c.Image))
 		return img.Id, nil
 	}
 	if c.ImagePullPolicy == v1.PullNever {
@@ -49,6 +50,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 		return "", &v1.ContainerStateWaiting{Reason: reasonImagePullBackOff, Message: fmt.Sprintf("Back-off pulling image %q", c.Image)}
 	}
 	log.Info("pulling image")
+	w.event(pod, v1.EventTypeNormal, eventPulling, fmt.Sprintf("Pulling image %q", c.Image))
 	start := w.m.cfg.Clock.Now()
 	// With credentials from imagePullSecrets, each matching one is tried in turn, as the
 	// kubelet does; without any, the pull is anonymous.
@@ -71,7 +73,9 @@ func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 		return "", &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)}
 	}
 	w.backoff.Forget(key)
-	log.WithField("duration", w.m.cfg.Clock.Since(start).String()).Info("image pulled")
+	took := w.m.cfg.Clock.Since(start)
+	log.WithField("duration", took.String()).Info("image pulled")
+	w.event(pod, v1.EventTypeNormal, eventPulled, fmt.Sprintf("Successfully pulled image %q in %s", c.Image, took.Round(time.Millisecond)))
 	return ref, nil
 }
 

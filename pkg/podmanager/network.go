@@ -44,6 +44,7 @@ func (w *worker) replaceBrokenSandbox(ctx context.Context, pod *v1.Pod, st *podS
 	note := fmt.Sprintf("pod network failed CNI CHECK, the pod sandbox is re-created: %s", checkErr)
 	w.log.WithFields(logrus.Fields{"sandbox": sb.Id, "error": checkErr}).
 		Warn("pod network failed CNI CHECK; stopping the pod and re-creating its sandbox")
+	w.event(pod, v1.EventTypeNormal, eventSandboxChanged, "Pod sandbox changed, it will be killed and re-created.")
 	grace := gracePeriod(pod)
 	var wg sync.WaitGroup
 	for _, c := range st.containers {

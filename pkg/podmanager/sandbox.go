@@ -64,6 +64,9 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod, st *podState, a
 		}
 	}
 	fail := func(err error) (*runtimeapi.PodSandbox, *runtimeapi.PodSandboxConfig, bool) {
+		if err.Error() != w.sandboxErr {
+			w.event(pod, v1.EventTypeWarning, eventSandboxFailed, "Failed to create pod sandbox: "+err.Error())
+		}
 		w.sandboxErr, w.sandboxReason = err.Error(), ""
 		wait := w.backoff.Failed(sandboxBackoffKey)
 		w.log.WithError(err).WithField("retryIn", wait).Warn("creating the pod sandbox failed")

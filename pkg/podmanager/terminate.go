@@ -48,6 +48,7 @@ func (w *worker) terminate(ctx context.Context, pod *v1.Pod) error {
 		}
 	}
 	stop := func(ci *containerInfo) {
+		w.event(pod, v1.EventTypeNormal, eventKilling, "Stopping container "+ci.name())
 		if err := w.stopContainer(ctx, pod, specContainer(pod, ci.name()), ci.c.Id, left()); err != nil {
 			record(fmt.Errorf("stop container %q: %w", ci.name(), err))
 		}

@@ -72,6 +72,7 @@ func (w *worker) setUpVolumes(ctx context.Context, pod *v1.Pod, again requeue) b
 		msg := "MountVolume.SetUp failed: " + err.Error()
 		if msg != w.volumeErr {
 			w.log.WithError(err).Warn("setting up the pod's volumes failed")
+			w.event(pod, v1.EventTypeWarning, eventFailedMount, msg)
 		}
 		w.volumeErr = msg
 		again(w.backoff.Failed("volumes"))

@@ -1,0 +1,51 @@
+package controlplane
+
+import (
+	"github.com/sirupsen/logrus"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+)
+
+// EventComponent is the source component of the agent's events (the kubelet writes
+// "kubelet"; kubectl describe shows it in the From column).
+const EventComponent = "nodeagent"
+
+// EventRecorder writes pod events to the API server. It uses client-go's broadcaster, which
+// aggregates similar events and rate-limits each object's (a burst of 25, then one per 5
+// minutes per kind of event), and never blocks the caller: when the API server is away,
+// events are dropped after client-go's few retries rather than queued without bound.
+type EventRecorder struct {
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+}
+
+// NewEventRecorder starts recording to the API server for node; Stop ends it.
+func NewEventRecorder(client kubernetes.Interface, node string, log *logrus.Entry) *EventRecorder {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	b.StartEventWatcher(func(e *v1.Event) {
+		log.WithFields(logrus.Fields{"object": e.InvolvedObject.Namespace + "/" + e.InvolvedObject.Name, "reason": e.Reason, "type": e.Type}).
+			Debug(e.Message)
+	})
+	return &EventRecorder{
+		broadcaster: b,
+		recorder:    b.NewRecorder(scheme.Scheme, v1.EventSource{Component: EventComponent, Host: node}),
+	}
+}
+
+// Event records an event about pod. A static pod's events name the static pod, as the
+// kubelet's do.
+func (r *EventRecorder) Event(pod *v1.Pod, eventType, reason, message string) {
+	ref := &v1.ObjectReference{
+		Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+		ResourceVersion: pod.ResourceVersion,
+	}
+	r.recorder.Event(ref, eventType, reason, message)
+}
+
+// Stop stops the broadcaster; events still queued are dropped.
+func (r *EventRecorder) Stop() { r.broadcaster.Shutdown() }
+
