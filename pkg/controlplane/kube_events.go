@@ -48,4 +48,3 @@ func (r *EventRecorder) Event(pod *v1.Pod, eventType, reason, message string) {
 
 // Stop stops the broadcaster; events still queued are dropped.
 func (r *EventRecorder) Stop() { r.broadcaster.Shutdown() }
-
