@@ -18,6 +18,8 @@ import (
 // their state by it.
 const DefaultNetworkName = "nodeagent"
 
+var errWaitingPodCIDR = errors.New("waiting for the Node's spec.podCIDR from the API server")
+
 // Service defaults.
 const (
 	DefaultCheckPeriod = time.Minute
@@ -44,6 +46,10 @@ type ServiceConfig struct {
 	Bridge     string
 	// NetworkName names the generated list; empty means DefaultNetworkName.
 	NetworkName string
+	// NodePodCIDR, when set, delivers the pod CIDR(s) the control plane gave the Node
+	// (spec.podCIDRs, comma-separated; "" if none): the generated list waits for it and uses
+	// it instead of PodCIDR. The network is not ready until it arrives.
+	NodePodCIDR <-chan string
 	BinDirs     []string
 	// StateDir is the node network's state directory (state.go); empty means DefaultStateDir.
 	StateDir string
@@ -123,7 +129,26 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, s.describe(err)
 	}
 	s.notReady = errors.New("network list not validated yet")
+	if cfg.NodePodCIDR != nil && cfg.ConfigFile == "" {
+		s.notReady = errWaitingPodCIDR
+	}
 	return s, nil
+}
+
+// usePodCIDR regenerates the default list on cidr.
+func (s *Service) usePodCIDR(cidr string) error {
+	b, err := DefaultConflist(s.cfg.NetworkName, cidr, s.cfg.Bridge, ConflistOptions{
+		IPAMDataDir: filepath.Join(s.cfg.StateDir, "networks"),
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := LoadNetwork(b, s.cfg.BinDirs); err != nil && !errors.Is(err, ErrPluginNotFound) {
+		return err
+	}
+	s.conflist = b // read and written by the loop only
+	s.log.WithField("podCIDR", cidr).Info("pod network uses the Node's spec.podCIDRs")
+	return nil
 }
 
 // describe prefixes an error about the list with where the list came from.
@@ -165,6 +190,21 @@ func (s *Service) Run(ctx context.Context, l net.Listener) error {
 // loop validates the list until it is ready, then runs GC at once and periodically, and
 // CHECK and STATUS every check period.
 func (s *Service) loop(ctx context.Context) {
+	if s.cfg.NodePodCIDR != nil && s.cfg.ConfigFile == "" {
+		s.setNotReady(errWaitingPodCIDR)
+		select {
+		case <-ctx.Done():
+			return
+		case cidr := <-s.cfg.NodePodCIDR:
+			if cidr != "" {
+				if err := s.usePodCIDR(cidr); err != nil {
+					// The Node's range does not fit (bad bridge name, say): stay on the
+					// configured one, which validated at start.
+					s.log.WithError(err).Error("cannot use the Node's spec.podCIDRs; keeping --pod-cidr")
+				}
+			}
+		}
+	}
 	for !s.validate(ctx) {
 		select {
 		case <-ctx.Done():

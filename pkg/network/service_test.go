@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/sirupsen/logrus"
@@ -203,5 +204,41 @@ func TestServiceGCKeepsEveryReadySandboxAndCheckReportsOnlyMine(t *testing.T) {
 	}
 	if len(f.failed) != 1 || f.failed[0] != (checkFailure{"u2", "mine-lost"}) {
 		t.Errorf("check failures %v, want only mine-lost", f.failed)
+	}
+}
+
+func TestServiceWaitsForTheNodesPodCIDR(t *testing.T) {
+	cidrs := make(chan string, 1)
+	f := newServiceFixture(t, ServiceConfig{NodePodCIDR: cidrs}, allPlugins...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := f.svc.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.svc.Run(ctx, l) }()
+
+	if err := f.svc.Ready(); err == nil || !strings.Contains(err.Error(), "spec.podCIDR") {
+		t.Fatalf("Ready() before the Node's CIDR = %v", err)
+	}
+	cidrs <- "10.244.3.0/24"
+	deadline := time.Now().Add(5 * time.Second)
+	for f.svc.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %v", f.svc.Ready())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	saved, err := LoadSavedNetwork(f.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(saved.Bytes()), "10.244.3.0/24") {
+		t.Errorf("the list does not use the Node's CIDR:\n%s", saved.Bytes())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
