@@ -21,6 +21,13 @@ type ConfigSource interface {
 	GetSecret(namespace, name string) (*v1.Secret, error)
 }
 
+// TokenSource issues the service-account tokens of serviceAccountToken projections, through
+// the API server's TokenRequest API. It caches and rotates them itself: SetUp asks on every
+// sync and writes whatever it returns, so a rotated token reaches the pod on the next sync.
+type TokenSource interface {
+	ServiceAccountToken(pod *v1.Pod, p *v1.ServiceAccountTokenProjection) (string, error)
+}
+
 // Plugin directory names under <root>/pods/<uid>/volumes, as the kubelet names them.
 const (
 	pluginEmptyDir    = "kubernetes.io~empty-dir"
@@ -37,6 +44,9 @@ type Config struct {
 	RootDir string
 	// Source serves the ConfigMaps and Secrets volumes reference (required).
 	Source ConfigSource
+	// Tokens issues service-account tokens for projected serviceAccountToken sources.
+	// Optional: without it (no control plane) such a source is an error that says so.
+	Tokens TokenSource
 	// Mounter mounts and unmounts tmpfs volumes. Default HostMounter().
 	Mounter Mounter
 	// Log is the package's logger (required).
@@ -47,6 +57,7 @@ type Config struct {
 type Manager struct {
 	podsDir string
 	source  ConfigSource
+	tokens  TokenSource // nil without a control plane
 	mounter Mounter
 	log     *logrus.Entry
 }
@@ -69,6 +80,7 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{
 		podsDir: filepath.Join(root, "pods"),
 		source:  cfg.Source,
+		tokens:  cfg.Tokens,
 		mounter: cfg.Mounter,
 		log:     cfg.Log,
 	}

@@ -40,7 +40,7 @@ func (m *Manager) projectedVolumePayload(pod *v1.Pod, src *v1.ProjectedVolumeSou
 		case s.DownwardAPI != nil:
 			err = addDownwardAPI(b, pod, s.DownwardAPI.Items, mode)
 		case s.ServiceAccountToken != nil:
-			err = errNeedsControlPlane
+			err = m.addServiceAccountToken(b, pod, s.ServiceAccountToken, mode)
 		case s.ClusterTrustBundle != nil:
 			err = errors.New("clusterTrustBundle sources are not supported")
 		default:
@@ -51,4 +51,22 @@ func (m *Manager) projectedVolumePayload(pod *v1.Pod, src *v1.ProjectedVolumeSou
 		}
 	}
 	return b, b.check()
+}
+
+// addServiceAccountToken adds the token of a serviceAccountToken source at its path. As in the
+// kubelet, the file takes the volume's defaultMode, the source having no mode of its own: 0644
+// unless the volume sets one (the kube-api-access-* volume of the ServiceAccount admission sets
+// 420, which is 0644 too).
+func (m *Manager) addServiceAccountToken(b payloadBuilder, pod *v1.Pod, p *v1.ServiceAccountTokenProjection, mode int32) error {
+	if m.tokens == nil {
+		return errNeedsControlPlane
+	}
+	token, err := m.tokens.ServiceAccountToken(pod, p)
+	if err != nil {
+		return fmt.Errorf("serviceAccountToken %q: %w", p.Path, err)
+	}
+	if err := b.add(p.Path, []byte(token), mode); err != nil {
+		return fmt.Errorf("serviceAccountToken: %w", err)
+	}
+	return nil
 }
