@@ -12,6 +12,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
@@ -47,6 +49,18 @@ type config struct {
 	CNISocket      string
 	CNICheckPeriod time.Duration
 	CNIGCPeriod    time.Duration
+
+	// PodCIDRGiven: --pod-cidr was set on the command line or in the file. Without it, a
+	// node of a control plane takes its Node's spec.podCIDRs.
+	PodCIDRGiven bool
+
+	Kubeconfig         string
+	NodeLabels         map[string]string
+	RegisterWithTaints []string
+	MaxPods            int
+	SystemReserved     map[string]string
+	KubeReserved       map[string]string
+	NodeAPIPort        int
 }
 
 func defaultNodeName() string {
@@ -84,6 +98,13 @@ func flagSet(cfg *config) *pflag.FlagSet {
 	fs.StringVar(&cfg.CNISocket, "cni-socket", network.DefaultSocket, "unix socket the CNI delegate reaches the agent on (root only). The delegate's socket must match")
 	fs.DurationVar(&cfg.CNICheckPeriod, "cni-check-period", network.DefaultCheckPeriod, "how often running pods' networks get a CNI CHECK; 0 disables it")
 	fs.DurationVar(&cfg.CNIGCPeriod, "cni-gc-period", network.DefaultGCPeriod, "how often addresses no live sandbox holds are freed (CNI GC); it also runs at start")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig with the node's credentials: join that Kubernetes cluster as node --node-name (empty: no control plane)")
+	fs.StringToStringVar(&cfg.NodeLabels, "node-labels", nil, "labels added to the Node at registration (key=value,...)")
+	fs.StringSliceVar(&cfg.RegisterWithTaints, "register-with-taints", nil, "taints the Node is created with (key=value:Effect,...)")
+	fs.IntVar(&cfg.MaxPods, "max-pods", 110, "the Node's pod capacity")
+	fs.StringToStringVar(&cfg.SystemReserved, "system-reserved", nil, "resources reserved for the system, subtracted from allocatable (cpu=100m,memory=256Mi,ephemeral-storage=1Gi)")
+	fs.StringToStringVar(&cfg.KubeReserved, "kube-reserved", nil, "resources reserved for the agent and the runtime, subtracted from allocatable")
+	fs.IntVar(&cfg.NodeAPIPort, "node-api-port", 10250, "port reported as the Node's kubelet endpoint")
 	return fs
 }
 
@@ -106,6 +127,7 @@ func loadConfig(args []string) (*config, error) {
 			return nil, err
 		}
 	}
+	cfg.PodCIDRGiven = fs.Changed("pod-cidr")
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -144,6 +166,17 @@ func applyFile(fs *pflag.FlagSet, path string) error {
 			s = v
 		case float64, bool:
 			s = fmt.Sprint(v)
+		case map[string]any:
+			if f.Value.Type() != "stringToString" {
+				return fmt.Errorf("config file %s: key %q: want a single value, got a mapping", path, key)
+			}
+			// A YAML mapping for a key=value flag (node-labels, system-reserved).
+			pairs := make([]string, 0, len(v))
+			for k, e := range v {
+				pairs = append(pairs, fmt.Sprintf("%s=%v", k, e))
+			}
+			sort.Strings(pairs)
+			s = strings.Join(pairs, ",")
 		case []any:
 			if f.Value.Type() != "stringSlice" {
 				return fmt.Errorf("config file %s: key %q: want a single value, got a list", path, key)
@@ -163,7 +196,8 @@ func applyFile(fs *pflag.FlagSet, path string) error {
 		default:
 			return fmt.Errorf("config file %s: key %q: want a single value, got %T", path, key, v)
 		}
-		if err := f.Value.Set(s); err != nil {
+		// Through the flag set, so the flag counts as given (podCIDRGiven reads that).
+		if err := fs.Set(key, s); err != nil {
 			return fmt.Errorf("config file %s: key %q: %w", path, key, err)
 		}
 	}
@@ -210,6 +244,20 @@ func (c *config) validate() error {
 	if c.RestartBackoffMax < c.RestartBackoffInitial {
 		return fmt.Errorf("restart-backoff-max: %s is less than restart-backoff-initial %s", c.RestartBackoffMax, c.RestartBackoffInitial)
 	}
+	if c.MaxPods <= 0 {
+		return fmt.Errorf("max-pods: %d must be positive", c.MaxPods)
+	}
+	if c.NodeAPIPort <= 0 || c.NodeAPIPort > 65535 {
+		return fmt.Errorf("node-api-port: %d is not a port", c.NodeAPIPort)
+	}
+	if _, err := c.taints(); err != nil {
+		return err
+	}
+	for key, m := range map[string]map[string]string{"system-reserved": c.SystemReserved, "kube-reserved": c.KubeReserved} {
+		if _, err := resourceList(key, m); err != nil {
+			return err
+		}
+	}
 	if c.CNIGCPeriod <= 0 {
 		return fmt.Errorf("cni-gc-period: %s must be positive", c.CNIGCPeriod)
 	}
@@ -224,7 +272,9 @@ func (c *config) validate() error {
 			return fmt.Errorf("cni-bin-dir: %q must be an absolute path", d)
 		}
 	}
-	for key, dir := range map[string]string{"root-dir": c.RootDir, "pod-logs-dir": c.PodLogsDir, "cni-state-dir": c.CNIStateDir, "cni-socket": c.CNISocket} {
+	// In order: cni-state-dir defaults from root-dir, whose error is the one to report.
+	for _, kv := range [][2]string{{"root-dir", c.RootDir}, {"pod-logs-dir", c.PodLogsDir}, {"cni-state-dir", c.CNIStateDir}, {"cni-socket", c.CNISocket}} {
+		key, dir := kv[0], kv[1]
 		if dir == "" || !strings.HasPrefix(dir, "/") {
 			return fmt.Errorf("%s: %q must be an absolute path", key, dir)
 		}
@@ -245,4 +295,44 @@ func (c *config) newLogger() *logrus.Logger {
 		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
 	}
 	return log
+}
+
+// taints parses --register-with-taints: key=value:Effect or key:Effect.
+func (c *config) taints() ([]v1.Taint, error) {
+	var out []v1.Taint
+	for _, t := range c.RegisterWithTaints {
+		kv, effect, ok := strings.Cut(t, ":")
+		if !ok {
+			return nil, fmt.Errorf("register-with-taints: %q must be key=value:Effect", t)
+		}
+		key, value, _ := strings.Cut(kv, "=")
+		switch v1.TaintEffect(effect) {
+		case v1.TaintEffectNoSchedule, v1.TaintEffectPreferNoSchedule, v1.TaintEffectNoExecute:
+		default:
+			return nil, fmt.Errorf("register-with-taints: %q: effect %q is not NoSchedule, PreferNoSchedule or NoExecute", t, effect)
+		}
+		if key == "" {
+			return nil, fmt.Errorf("register-with-taints: %q has no key", t)
+		}
+		out = append(out, v1.Taint{Key: key, Value: value, Effect: v1.TaintEffect(effect)})
+	}
+	return out, nil
+}
+
+// resourceList parses a reservation like cpu=100m,memory=256Mi, naming the key on error.
+func resourceList(key string, m map[string]string) (v1.ResourceList, error) {
+	out := v1.ResourceList{}
+	for name, q := range m {
+		switch v1.ResourceName(name) {
+		case v1.ResourceCPU, v1.ResourceMemory, v1.ResourceEphemeralStorage, v1.ResourcePods:
+		default:
+			return nil, fmt.Errorf("%s: unknown resource %q (cpu, memory, ephemeral-storage, pods)", key, name)
+		}
+		v, err := resource.ParseQuantity(q)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s=%q: %v", key, name, q, err)
+		}
+		out[v1.ResourceName(name)] = v
+	}
+	return out, nil
 }

@@ -106,3 +106,26 @@ func TestCNIKeysFromFile(t *testing.T) {
 		t.Fatalf("cni config: %+v", cfg)
 	}
 }
+
+func TestKubeKeysFromFile(t *testing.T) {
+	file := writeConfig(t, "kubeconfig: /etc/nodeagent/kubeconfig\nnode-labels: {zone: a, tier: edge}\nsystem-reserved: {cpu: 100m, memory: 256Mi}\nregister-with-taints: [dedicated=edge:NoSchedule]\n")
+	cfg, err := loadConfig([]string{"--config", file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	taints, _ := cfg.taints()
+	if cfg.Kubeconfig != "/etc/nodeagent/kubeconfig" || cfg.NodeLabels["zone"] != "a" || cfg.NodeLabels["tier"] != "edge" ||
+		cfg.SystemReserved["memory"] != "256Mi" || len(taints) != 1 || taints[0].Key != "dedicated" || taints[0].Effect != "NoSchedule" {
+		t.Fatalf("kube config: %+v, taints %v", cfg, taints)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"register-with-taints: [a=b:Sometimes]\n", `effect "Sometimes"`},
+		{"system-reserved: {gpu: 1}\n", `system-reserved: unknown resource "gpu"`},
+		{"kube-reserved: {memory: lots}\n", `kube-reserved: memory="lots"`},
+		{"max-pods: 0\n", "max-pods: 0 must be positive"},
+	} {
+		if _, err := loadConfig([]string{"--config", writeConfig(t, tc.file)}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want %q", tc.file, err, tc.want)
+		}
+	}
+}

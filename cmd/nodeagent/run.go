@@ -59,11 +59,17 @@ func run(ctx context.Context, cfg *config) error {
 	if checkPeriod == 0 {
 		checkPeriod = -1 // disabled
 	}
+	// A node of a control plane takes its pod CIDR from its Node, unless told one.
+	var nodeCIDR chan string
+	if cfg.Kubeconfig != "" && !cfg.PodCIDRGiven && cfg.CNIConfig == "" {
+		nodeCIDR = make(chan string, 1)
+	}
 	netSvc, err := network.NewService(network.ServiceConfig{
 		ConfigFile:  cfg.CNIConfig,
 		PodCIDR:     cfg.PodCIDR,
 		Bridge:      cfg.CNIBridge,
 		NetworkName: cfg.CNINetworkName,
+		NodePodCIDR: nodeCIDR,
 		BinDirs:     cfg.CNIBinDirs,
 		StateDir:    cfg.CNIStateDir,
 		Socket:      cfg.CNISocket,
@@ -176,16 +182,34 @@ func run(ctx context.Context, cfg *config) error {
 		}
 		configs = fsrc.Configs()
 	}
+	// With a control plane, pods from the API server read their ConfigMaps, Secrets and
+	// service-account tokens from it; static pods keep the manifest directory's.
+	var (
+		k          *kube
+		volConfigs volume.ConfigSource     = configs
+		envConfigs podmanager.ConfigSource = configs
+		tokens     volume.TokenSource
+	)
+	if cfg.Kubeconfig != "" {
+		k, err = newKube(cfg, log, rt, netSvc, nodeCIDR, func() { onConfig() })
+		if err != nil {
+			return err
+		}
+		sources = append(sources, controlplane.SourceKube)
+		merged := controlplane.NewMergedConfigs(configs, k.configs)
+		volConfigs, envConfigs, tokens = merged, merged, k.tokens
+	}
 	volumes, err := volume.New(volume.Config{
 		RootDir: cfg.RootDir,
-		Source:  configs,
+		Source:  volConfigs,
+		Tokens:  tokens,
 		Log:     log.WithField("component", "volumes"),
 	})
 	if err != nil {
 		return fmt.Errorf("root-dir: %w", err)
 	}
 
-	m, err := podmanager.New(podmanager.Config{
+	pmCfg := podmanager.Config{
 		NodeName:     cfg.NodeName,
 		NodeIP:       nodeIP,
 		PodLogsDir:   cfg.PodLogsDir,
@@ -195,14 +219,18 @@ func run(ctx context.Context, cfg *config) error {
 		RelistPeriod: cfg.RelistPeriod,
 		Prober:       probes,
 		Volumes:      volumes,
-		Configs:      configs,
+		Configs:      envConfigs,
 		Network:      netSvc,
 		Backoff: backoff.Config{
 			Initial: cfg.RestartBackoffInitial,
 			Max:     cfg.RestartBackoffMax,
 			Reset:   cfg.RestartBackoffReset,
 		},
-	}, rt, rt)
+	}
+	if k != nil {
+		k.hooks(&pmCfg)
+	}
+	m, err := podmanager.New(pmCfg, rt, rt)
 	if err != nil {
 		return err
 	}
@@ -227,6 +255,9 @@ func run(ctx context.Context, cfg *config) error {
 		}
 	}()
 
+	if k != nil {
+		k.start(ctx, m, cfg.NodeName)
+	}
 	if fsrc != nil {
 		go func() {
 			err := fsrc.Run(ctx, func(pods []*v1.Pod) { m.Update(controlplane.SourceFile, pods) })
@@ -234,8 +265,8 @@ func run(ctx context.Context, cfg *config) error {
 				log.WithError(err).Error("the file source stopped")
 			}
 		}()
-	} else {
-		log.Warn("no pod source configured (--pod-manifest-path); the agent runs no pods")
+	} else if k == nil {
+		log.Warn("no pod source configured (--pod-manifest-path, --kubeconfig); the agent runs no pods")
 		m.Update("none", nil)
 	}
 

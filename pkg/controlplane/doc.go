@@ -11,8 +11,20 @@
 //     Secrets (configs.go), which static pods can mount and read, unlike the kubelet's; the
 //     source serves them from a ConfigStore (config_store.go), and pull_auth.go reads image
 //     pull secrets.
-//   - kube (to come in this package): a real Kubernetes API server through client-go, the
-//     Node object and its Lease, and the status sink that writes pod status back.
+//   - kube (kube_source.go): a real Kubernetes API server through client-go, with the node's
+//     own credentials (Node authorizer, NodeRestriction). An informer on spec.nodeName feeds
+//     the pods to run (terminal and mirror pods left out); PodTerminated finishes a deletion
+//     (grace 0, UID precondition) once the manager has stopped the pod. Around it:
+//     node.go, node_status.go, node_lease.go, machine.go: the Node (registration or
+//     adoption, status from host readings, patched when it changes or every 5 min) and its
+//     Lease, renewed every 10 s;
+//     kube_status.go, mirror.go: the Reporter, the one goroutine that patches pod statuses
+//     (only what changed, level-triggered against the API's copy, so outages and conflicts
+//     heal on the next pass) and keeps a mirror pod per static pod;
+//     kube_configs.go, tokens.go, configs_merged.go: ConfigMaps and Secrets the node's pods
+//     reference, watched one by one, and service-account tokens through TokenRequest,
+//     rotated before expiry; static pods keep reading the manifest directory's first;
+//     kube_events.go: pod events through client-go's rate-limited broadcaster.
 //
 // The file source is level-triggered: every trigger leads to a full rescan of the directory,
 // and the complete set is handed over whenever it differs from the last one handed over:

@@ -46,6 +46,8 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs []*process // in start order; guarded by mu; nil once stopped
+
+	apiserverArgs []string // for StartAPIServer
 }
 
 // options are the knobs tests of this package turn; Start uses the zero value.
@@ -155,14 +157,9 @@ func (c *Cluster) start(ctx context.Context, out io.Writer, opts options) error 
 		"--etcd-servers=" + etcdURL,
 		"--profiling=false",
 	}
-	apiserver, err := c.startProcess("kube-apiserver", filepath.Join(c.BinDir, "kube-apiserver"),
-		append(args, opts.extraAPIServerArgs...)...)
+	c.apiserverArgs = append(args, opts.extraAPIServerArgs...)
+	apiserver, err := c.startAPIServer(ctx)
 	if err != nil {
-		return err
-	}
-	if err := c.waitFor(ctx, "kube-apiserver /readyz", apiserver, func(ctx context.Context) error {
-		return c.get(ctx, c.URL+"/readyz", true)
-	}); err != nil {
 		return err
 	}
 	// The API server creates its system namespaces shortly after it turns ready.
@@ -298,6 +295,51 @@ func (c *Cluster) get(ctx context.Context, url string, asAdmin bool) error {
 		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
 	}
 	return nil
+}
+
+func (c *Cluster) startAPIServer(ctx context.Context) (*process, error) {
+	apiserver, err := c.startProcess("kube-apiserver", filepath.Join(c.BinDir, "kube-apiserver"), c.apiserverArgs...)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.waitFor(ctx, "kube-apiserver /readyz", apiserver, func(ctx context.Context) error {
+		return c.get(ctx, c.URL+"/readyz", true)
+	}); err != nil {
+		return nil, err
+	}
+	return apiserver, nil
+}
+
+// StopAPIServer kills kube-apiserver only (SIGKILL, by its PID), as a crash or an outage
+// would: its graceful shutdown waits for open watches, which is not what an outage looks
+// like to a node. etcd keeps the cluster's state. StartAPIServer brings it back.
+func (c *Cluster) StopAPIServer() error {
+	c.mu.Lock()
+	var api *process
+	for i, p := range c.procs {
+		if p.name == "kube-apiserver" {
+			api = p
+			c.procs = append(c.procs[:i:i], c.procs[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+	if api == nil {
+		return errors.New("stop kube-apiserver: it is not running")
+	}
+	return api.kill()
+}
+
+// StartAPIServer starts kube-apiserver again with the flags it had, on the same port, and
+// waits until it is ready.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, startTimeout)
+		defer cancel()
+	}
+	_, err := c.startAPIServer(ctx)
+	return err
 }
 
 // Stop stops kube-apiserver, then etcd, each by its PID: SIGTERM, then SIGKILL after 10 s.

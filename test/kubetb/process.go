@@ -93,6 +93,18 @@ func (p *process) stop(reportDead bool) error {
 	return fmt.Errorf("%s (pid %d) still ran %v after SIGTERM; killed it", p.name, p.pid(), stopGrace)
 }
 
+// kill ends the process with SIGKILL, as a crash would, and waits for it.
+func (p *process) kill() error {
+	if dead, err := p.exited(); dead {
+		return err
+	}
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s (pid %d): %w", p.name, p.pid(), err)
+	}
+	<-p.done
+	return nil
+}
+
 // logTail is the end of the process's log, for error messages.
 func (p *process) logTail() string {
 	const max = 3000

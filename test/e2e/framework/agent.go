@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -92,18 +94,24 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// NodeName is the node name StartAgent gives the test's agent: n-<test name>, cut to a
+// length that keeps socket paths and pod names within their limits.
+func NodeName(t *testing.T) string {
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return "n-" + strings.Trim(name, "-")
+}
+
 // StartAgent starts nodeagent on the package's test bed and waits until /healthz answers
 // ok. At cleanup it stops the agent and removes every sandbox of its node through CRI, so a
 // failed test leaks nothing; on failure it prints the agent's log.
 func StartAgent(t *testing.T, opts AgentOptions) *Agent {
 	t.Helper()
 	base := t.TempDir()
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	if len(name) > 40 {
-		name = name[:40]
-	}
 	a := &Agent{
-		NodeName:    "n-" + strings.Trim(name, "-"),
+		NodeName:    NodeName(t),
 		RootDir:     filepath.Join(base, "root"),
 		ManifestDir: filepath.Join(base, "manifests"),
 		LogsDir:     filepath.Join(base, "pod-logs"),
@@ -184,6 +192,38 @@ func (a *Agent) cleanup() {
 		a.t.Logf("nodeagent log:\n%s", a.Log())
 	}
 	RemoveNodePods(a.t, a.NodeName)
+	// Pods still running when the agent stopped keep their tmpfs volumes (secrets, tokens)
+	// mounted under its root dir; the agent would have unmounted them at teardown.
+	if err := unmountUnder(a.RootDir); err != nil {
+		a.t.Errorf("cleanup: %v", err)
+	}
+}
+
+// unmountUnder unmounts every mount at or below dir, deepest first.
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		// mountinfo escapes spaces and such as octal (\040); test paths have none.
+		if m := f[4]; m == dir || strings.HasPrefix(m, dir+"/") {
+			mounts = append(mounts, m)
+		}
+	}
+	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
+	var errs []error
+	for _, m := range mounts {
+		if err := syscall.Unmount(m, 0); err != nil && !errors.Is(err, syscall.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // RemoveNodePods stops and removes every sandbox the named node's agent created.

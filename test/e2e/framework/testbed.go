@@ -27,10 +27,16 @@ func RepoRoot() string { return testbed.RepoRoot() }
 // Main brings a test bed up, runs the package's tests, and tears it down whatever they did.
 // index (0..15) must be unique per e2e package. Without root, every test is skipped.
 func Main(m *testing.M, index int) {
-	os.Exit(runMain(m, index))
+	os.Exit(runMain(m, index, nil))
 }
 
-func runMain(m *testing.M, index int) int {
+// MainWith is Main with more to set up once the test bed is up (a control plane); setup
+// returns what tears it down.
+func MainWith(m *testing.M, index int, setup func() (teardown func(), err error)) {
+	os.Exit(runMain(m, index, setup))
+}
+
+func runMain(m *testing.M, index int, setup func() (func(), error)) int {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "e2e: skipped, needs root (it runs containerd, mounts and network namespaces)")
 		return 0
@@ -53,6 +59,16 @@ func runMain(m *testing.M, index int) int {
 	}
 	defer client.Close()
 	TB = &Testbed{Env: env, CRI: client}
+	if setup != nil {
+		teardown, err := setup()
+		if teardown != nil {
+			defer teardown()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+			return 1
+		}
+	}
 	return m.Run()
 }
 
