@@ -88,6 +88,9 @@ func (m *Manager) Update(source string, pods []*v1.Pod) {
 			m.firstSet[uid] = struct{}{}
 		}
 		m.maybeSyncedLocked()
+		// Pods no source wants can be told apart from pods not loaded yet only now: look for
+		// them at once rather than at the next periodic relist.
+		m.RequestRelist()
 	}
 }
 

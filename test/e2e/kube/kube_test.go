@@ -214,3 +214,22 @@ func execIn(t *testing.T, a *framework.Agent, p *v1.Pod, cmd ...string) string {
 	t.Fatalf("pod %s has no server container", p.Name)
 	return ""
 }
+
+func TestPodDeletedWhileTheAgentWasDownIsCleanedUpOnStart(t *testing.T) {
+	t.Parallel()
+	a, ns := node(t)
+	kubectlApply(t, serverPod("gone", ns, a.NodeName, ""))
+	waitAPIPod(t, ns, "gone", startTimeout, "Running and Ready", runningReady)
+	a.Signal(syscall.SIGTERM, 15*time.Second)
+
+	// With the node away, only a forced delete removes the object at once.
+	kubectl(t, "delete", "pod", "-n", ns, "gone", "--grace-period=0", "--force")
+	if n := len(a.Sandboxes(nil)); n != 1 {
+		t.Fatalf("%d sandboxes before the restart, want the pod's one", n)
+	}
+	a.Start()
+	framework.Eventually(t, 60*time.Second, func() (bool, string) {
+		n := len(a.Sandboxes(nil))
+		return n == 0, fmt.Sprintf("%d sandboxes left of a pod the API server no longer has", n)
+	})
+}
