@@ -375,3 +375,27 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// MainSetup is the setup a TestMain hands to the e2e framework (framework.MainWith): it
+// starts a cluster in a fresh temp dir, gives it to set, and returns what stops it and
+// removes the dir.
+func MainSetup(set func(*Cluster)) func() (func(), error) {
+	return func() (func(), error) {
+		dir, err := os.MkdirTemp("", "nodeagent-kubetb-")
+		if err != nil {
+			return nil, err
+		}
+		c, err := Start(context.Background(), filepath.Join(dir, "cluster"), os.Stderr)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("control plane: %w", err)
+		}
+		set(c)
+		return func() {
+			if err := c.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "kubetb: stop the control plane: %v\n", err)
+			}
+			os.RemoveAll(dir)
+		}, nil
+	}
+}
