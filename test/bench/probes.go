@@ -63,7 +63,7 @@ func (b *bench) probeLoad(ctx context.Context) error {
 	}
 	row := footprintRow{
 		label: fmt.Sprintf("%d pods, 1 s HTTP readiness", n),
-		pods:  n, rss: after.rss, hwm: after.hwm, cpu: cpuPercent(before, after), window: after.at.Sub(before.at),
+		pods:  n, rss: after.rss, hwm: after.hwm, anon: after.anon, cpu: cpuPercent(before, after), window: after.at.Sub(before.at),
 		target: fmt.Sprintf("<= %.0f %% CPU", probeTargetCPU),
 		result: mark(cpuPercent(before, after) <= probeTargetCPU),
 	}

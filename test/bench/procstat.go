@@ -16,6 +16,7 @@ const userHZ = 100
 type procSample struct {
 	at       time.Time
 	rss, hwm uint64        // VmRSS and VmHWM (peak RSS), bytes
+	anon     uint64        // RssAnon: the private part of RSS (the rest is the binary's pages)
 	cpu      time.Duration // utime + stime
 }
 
@@ -36,6 +37,8 @@ func readProc(pid int) (procSample, error) {
 			dst = &s.rss
 		case "VmHWM":
 			dst = &s.hwm
+		case "RssAnon":
+			dst = &s.anon
 		default:
 			continue
 		}

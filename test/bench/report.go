@@ -47,6 +47,7 @@ type footprintRow struct {
 	label    string // what ran during the window; default "<pods> pods running"
 	pods     int
 	rss, hwm uint64
+	anon     uint64  // RssAnon
 	cpu      float64 // percent of one core over window
 	window   time.Duration
 	target   string
@@ -164,9 +165,9 @@ func (r *report) print(w io.Writer) {
 
 	if len(r.footprint) > 0 {
 		t := &table{}
-		t.add("FOOTPRINT (agent process)", "RSS", "peak RSS", "CPU", "window", "target", "result")
+		t.add("FOOTPRINT (agent process)", "RSS", "peak RSS", "private", "CPU", "window", "target", "result")
 		for _, row := range r.footprint {
-			t.add(row.title(), mib(row.rss), mib(row.hwm),
+			t.add(row.title(), mib(row.rss), mib(row.hwm), mib(row.anon),
 				fmt.Sprintf("%.2f %% of a core", row.cpu), row.window.Round(100*time.Millisecond).String(),
 				row.target, row.result)
 		}
