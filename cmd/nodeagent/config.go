@@ -17,7 +17,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/logs"
 	"github.com/nodeagent/nodeagent/pkg/network"
+	"github.com/nodeagent/nodeagent/pkg/server"
 )
 
 // config is the agent's configuration. Every flag is also a key of the same name in the YAML
@@ -31,8 +33,13 @@ type config struct {
 	PodManifestPath string
 	PodLogsDir      string
 	DebugAddress    string
-	LogLevel        string
-	LogFormat       string
+	DebugTokenFile  string
+
+	ContainerLogMaxSize         string
+	ContainerLogMaxFiles        int
+	ContainerLogMonitorInterval time.Duration
+	LogLevel                    string
+	LogFormat                   string
 
 	RuntimeEvents         string
 	RelistPeriod          time.Duration
@@ -60,7 +67,7 @@ type config struct {
 	MaxPods            int
 	SystemReserved     map[string]string
 	KubeReserved       map[string]string
-	NodeAPIPort        int
+	NodeAPI            nodeAPIConfig
 }
 
 func defaultNodeName() string {
@@ -81,7 +88,8 @@ func flagSet(cfg *config) *pflag.FlagSet {
 	fs.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "unix:///run/containerd/containerd.sock", "CRI endpoint of the container runtime")
 	fs.StringVar(&cfg.PodManifestPath, "pod-manifest-path", "", "directory of Pod manifests to run (the file source); empty disables it")
 	fs.StringVar(&cfg.PodLogsDir, "pod-logs-dir", "/var/log/pods", "root of the per-pod container log directories")
-	fs.StringVar(&cfg.DebugAddress, "debug-address", "127.0.0.1:10248", "address of the debug HTTP server (/healthz, /readyz, /pods)")
+	fs.StringVar(&cfg.DebugAddress, "debug-address", "127.0.0.1:10248", "address of the debug HTTP server (/healthz, /readyz, /metrics, /pods, /debug/)")
+	fs.StringVar(&cfg.DebugTokenFile, "debug-token-file", "", "file holding the bearer token the debug server requires; needed for a non-loopback --debug-address")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.RuntimeEvents, "runtime-events", "auto", "where container events come from: auto (CRI events, else containerd's event service), cri, or containerd")
@@ -104,7 +112,10 @@ func flagSet(cfg *config) *pflag.FlagSet {
 	fs.IntVar(&cfg.MaxPods, "max-pods", 110, "the Node's pod capacity")
 	fs.StringToStringVar(&cfg.SystemReserved, "system-reserved", nil, "resources reserved for the system, subtracted from allocatable (cpu=100m,memory=256Mi,ephemeral-storage=1Gi)")
 	fs.StringToStringVar(&cfg.KubeReserved, "kube-reserved", nil, "resources reserved for the agent and the runtime, subtracted from allocatable")
-	fs.IntVar(&cfg.NodeAPIPort, "node-api-port", 10250, "port reported as the Node's kubelet endpoint")
+	registerNodeAPIFlags(fs, &cfg.NodeAPI)
+	fs.StringVar(&cfg.ContainerLogMaxSize, "container-log-max-size", "10Mi", "a running container's log file is rotated once larger than this (10Mi, 64Ki)")
+	fs.IntVar(&cfg.ContainerLogMaxFiles, "container-log-max-files", 5, "log files kept per container, the current one included; at least 2")
+	fs.DurationVar(&cfg.ContainerLogMonitorInterval, "container-log-monitor-interval", 10*time.Second, "how often container log files are checked for rotation")
 	return fs
 }
 
@@ -218,14 +229,18 @@ func (c *config) validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("log-format: %q must be text or json", c.LogFormat)
 	}
-	host, _, err := net.SplitHostPort(c.DebugAddress)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(c.DebugAddress); err != nil {
 		return fmt.Errorf("debug-address: %q is not host:port: %v", c.DebugAddress, err)
 	}
-	// The debug server has no authentication yet (it serves pod specs and a profiler), so it
-	// may only listen on loopback.
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("debug-address: %q is not a loopback address; serving debug endpoints on other addresses needs authentication, which nodeagent does not have yet", c.DebugAddress)
+	// The debug server shows pod specs (their env included) and a profiler: off loopback,
+	// only to holders of the token.
+	if !server.IsLoopback(c.DebugAddress) && c.DebugTokenFile == "" {
+		return fmt.Errorf("debug-address: %q is not a loopback address; serving debug endpoints there needs --debug-token-file", c.DebugAddress)
+	}
+	if c.DebugTokenFile != "" {
+		if _, err := c.debugToken(); err != nil {
+			return err
+		}
 	}
 	if !strings.HasPrefix(c.RuntimeEndpoint, "unix://") && !strings.HasPrefix(c.RuntimeEndpoint, "/") {
 		return fmt.Errorf("runtime-endpoint: %q must be unix:///path/to/socket", c.RuntimeEndpoint)
@@ -247,8 +262,17 @@ func (c *config) validate() error {
 	if c.MaxPods <= 0 {
 		return fmt.Errorf("max-pods: %d must be positive", c.MaxPods)
 	}
-	if c.NodeAPIPort <= 0 || c.NodeAPIPort > 65535 {
-		return fmt.Errorf("node-api-port: %d is not a port", c.NodeAPIPort)
+	if err := c.NodeAPI.validate(); err != nil {
+		return err
+	}
+	if _, err := logs.ParseSize(c.ContainerLogMaxSize); err != nil {
+		return fmt.Errorf("container-log-max-size: %v", err)
+	}
+	if c.ContainerLogMaxFiles < 2 {
+		return fmt.Errorf("container-log-max-files: %d must be at least 2 (the current file counts as one)", c.ContainerLogMaxFiles)
+	}
+	if c.ContainerLogMonitorInterval <= 0 {
+		return fmt.Errorf("container-log-monitor-interval: %s must be positive", c.ContainerLogMonitorInterval)
 	}
 	if _, err := c.taints(); err != nil {
 		return err
@@ -294,6 +318,11 @@ func (c *config) newLogger() *logrus.Logger {
 	} else {
 		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
 	}
+	// Under journald: a priority prefix per line, and no timestamp on text lines (the
+	// journal has its own).
+	if stderrIsJournal() {
+		log.SetFormatter(newJournalFormatter(log.Formatter))
+	}
 	return log
 }
 
@@ -336,3 +365,6 @@ func resourceList(key string, m map[string]string) (v1.ResourceList, error) {
 	}
 	return out, nil
 }
+
+// debugToken reads --debug-token-file (see readTokenFile).
+func (c *config) debugToken() (string, error) { return readTokenFile(c.DebugTokenFile) }

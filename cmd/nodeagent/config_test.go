@@ -129,3 +129,27 @@ func TestKubeKeysFromFile(t *testing.T) {
 		}
 	}
 }
+
+func TestNonLoopbackDebugAddressNeedsATokenFile(t *testing.T) {
+	if _, err := loadConfig([]string{"--debug-address", "0.0.0.0:10248"}); err == nil || !strings.Contains(err.Error(), "needs --debug-token-file") {
+		t.Fatalf("err = %v", err)
+	}
+	dir := t.TempDir()
+	good, empty := filepath.Join(dir, "token"), filepath.Join(dir, "empty")
+	if err := os.WriteFile(good, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig([]string{"--debug-address", "0.0.0.0:10248", "--debug-token-file", good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, _ := cfg.debugToken(); tok != "s3cret" {
+		t.Fatalf("token %q", tok)
+	}
+	if _, err := loadConfig([]string{"--debug-token-file", empty}); err == nil || !strings.Contains(err.Error(), "must hold one token") {
+		t.Fatalf("empty token file: %v", err)
+	}
+}

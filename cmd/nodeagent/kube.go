@@ -87,7 +87,7 @@ func newKube(cfg *config, log *logrus.Entry, rt *cri.Client, netSvc *network.Ser
 		SystemReserved: sysRes,
 		KubeReserved:   kubeRes,
 		RootDir:        cfg.RootDir,
-		NodeAPIPort:    int32(cfg.NodeAPIPort),
+		NodeAPIPort:    int32(cfg.NodeAPI.port()),
 		Version:        version,
 		RuntimeVersion: func(ctx context.Context) (string, error) {
 			v, err := rt.Version(ctx)

@@ -2,6 +2,8 @@
 //
 //	nodeagent [flags]      run the agent (see --help)
 //	nodeagent version      print version and commit
+//	nodeagent pods         list this node's pods, as kubectl get pods -o wide (from the debug server)
+//	nodeagent describe P   describe pod P with the agent's timeline of it (from the debug server)
 //
 // Run by containerd as a CNI plugin (CNI_COMMAND set), it is the thin delegate that forwards
 // the call to the running agent (pkg/network).
@@ -35,6 +37,9 @@ func main() {
 	if len(args) > 0 && args[0] == "version" {
 		fmt.Printf("nodeagent %s (commit %s)\n", version, buildCommit())
 		return
+	}
+	if code, ok := runCLI(args, os.Stdout, os.Stderr); ok {
+		os.Exit(code)
 	}
 	cfg, err := loadConfig(args)
 	if errors.Is(err, pflag.ErrHelp) {

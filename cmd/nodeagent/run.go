@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodeagent/nodeagent/pkg/controlplane"
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/pkg/logs"
 	"github.com/nodeagent/nodeagent/pkg/network"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
 	"github.com/nodeagent/nodeagent/pkg/podmanager/backoff"
@@ -26,6 +27,8 @@ import (
 var (
 	_ podmanager.Runtime      = (*cri.Client)(nil)
 	_ podmanager.ImageService = (*cri.Client)(nil)
+	_ logs.Runtime            = (*cri.Client)(nil)
+	_ logs.ContainerLister    = (*cri.Client)(nil)
 )
 
 // run wires the agent together and blocks until ctx ends. Ending ctx (SIGTERM, SIGINT) stops
@@ -46,7 +49,18 @@ func run(ctx context.Context, cfg *config) error {
 		nodeIP = ip
 	}
 
-	rt, err := cri.New(cfg.RuntimeEndpoint, cri.Options{})
+	// One registry for the whole agent, served on /metrics.
+	metrics, err := newAgentMetrics()
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	var debugToken string
+	if cfg.DebugTokenFile != "" {
+		if debugToken, err = cfg.debugToken(); err != nil {
+			return err
+		}
+	}
+	rt, err := cri.New(cfg.RuntimeEndpoint, cri.Options{Metrics: metrics.cri})
 	if err != nil {
 		return fmt.Errorf("runtime-endpoint: %w", err)
 	}
@@ -81,6 +95,14 @@ func run(ctx context.Context, cfg *config) error {
 				m.NetworkCheckFailed(types.UID(uid), sandboxID, err)
 			}
 		},
+		// CNI calls feed the metrics and, for ADD, the pod's timeline (Manager.NetworkCall
+		// takes no lock a worker holds across RunPodSandbox).
+		Observe: func(c network.Call) {
+			metrics.observeCNI(c)
+			if m := mgr.Load(); m != nil {
+				m.NetworkCall(types.UID(c.PodUID), c.Command, c.Start, c.Took, c.Err)
+			}
+		},
 		Log: log.WithField("component", "network"),
 	})
 	if err != nil {
@@ -91,12 +113,39 @@ func run(ctx context.Context, cfg *config) error {
 		return err
 	}
 	netDone := make(chan error, 1)
-	go func() { netDone <- netSvc.Run(ctx, netListener) }()
+	netCtx, netCancel := context.WithCancel(ctx)
+	go func() { netDone <- netSvc.Run(netCtx, netListener) }()
 	defer func() {
 		if err := <-netDone; err != nil {
 			log.WithError(err).Warn("CNI delegate server stopped with an error")
 		}
 	}()
+	// On an early return (a start error below), stop the network service first.
+	defer netCancel()
+
+	// Ready once the runtime answers and every source's pods were synced once: /readyz, and
+	// READY=1 to systemd.
+	ready := func() error {
+		m := mgr.Load()
+		if m == nil {
+			return errors.New("waiting for the container runtime")
+		}
+		select {
+		case <-m.Synced():
+			return nil
+		default:
+			return errors.New("waiting for the first sync of every pod source")
+		}
+	}
+	// The watchdog is fed while the pod manager's sync loop makes progress.
+	alive := func() error {
+		if m := mgr.Load(); m != nil {
+			return m.Alive()
+		}
+		return nil // not started yet: start-up is bounded by TimeoutStartSec
+	}
+	stopSystemd := startSystemd(ctx, ready, alive, log)
+	defer stopSystemd()
 
 	// The debug server answers from the start, so /healthz can say the runtime is missing.
 	srv, err := server.New(server.Config{
@@ -115,17 +164,14 @@ func run(ctx context.Context, cfg *config) error {
 			},
 			"network": func(context.Context) error { return netSvc.Ready() },
 		},
-		Ready: func() error {
-			m := mgr.Load()
-			if m == nil {
-				return errors.New("waiting for the container runtime")
+		Ready:   ready,
+		Token:   debugToken,
+		Metrics: metrics.reg,
+		PodDebug: func(uid string) (any, bool) {
+			if m := mgr.Load(); m != nil {
+				return m.PodDebug(types.UID(uid))
 			}
-			select {
-			case <-m.Synced():
-				return nil
-			default:
-				return errors.New("waiting for the first sync of every pod source")
-			}
+			return nil, false
 		},
 	})
 	if err != nil {
@@ -153,6 +199,7 @@ func run(ctx context.Context, cfg *config) error {
 	var wake func(types.UID)
 	probes, err := prober.New(prober.Config{
 		Exec:     rt,
+		Metrics:  metrics.probes,
 		Log:      log.WithField("component", "prober"),
 		OnChange: func(u prober.Update) { wake(u.PodUID) },
 	})
@@ -196,6 +243,20 @@ func run(ctx context.Context, cfg *config) error {
 			return err
 		}
 		sources = append(sources, controlplane.SourceKube)
+		err = startNodeAPI(ctx, &cfg.NodeAPI, nodeAPIDeps{
+			NodeName: cfg.NodeName, NodeIP: nodeIP, RootDir: cfg.RootDir, PodLogsDir: cfg.PodLogsDir,
+			Client: k.client, Runtime: rt,
+			Pods: func() []*v1.Pod {
+				if m := mgr.Load(); m != nil {
+					return m.Pods()
+				}
+				return nil
+			},
+			Log: log,
+		})
+		if err != nil {
+			return err
+		}
 		merged := controlplane.NewMergedConfigs(configs, k.configs)
 		volConfigs, envConfigs, tokens = merged, merged, k.tokens
 	}
@@ -210,6 +271,7 @@ func run(ctx context.Context, cfg *config) error {
 	}
 
 	pmCfg := podmanager.Config{
+		Metrics:      metrics.pods,
 		NodeName:     cfg.NodeName,
 		NodeIP:       nodeIP,
 		PodLogsDir:   cfg.PodLogsDir,
@@ -269,6 +331,20 @@ func run(ctx context.Context, cfg *config) error {
 		log.Warn("no pod source configured (--pod-manifest-path, --kubeconfig); the agent runs no pods")
 		m.Update("none", nil)
 	}
+
+	// Container logs rotate by size; only this node's containers (agents may share a runtime).
+	logSize, _ := logs.ParseSize(cfg.ContainerLogMaxSize) // validated with the config
+	rotator, err := logs.New(logs.Config{
+		List:     logs.RuntimeContainers(rt, map[string]string{cri.LabelNodeName: cfg.NodeName}),
+		MaxSize:  logSize,
+		MaxFiles: cfg.ContainerLogMaxFiles,
+		Period:   cfg.ContainerLogMonitorInterval,
+		Log:      log.WithField("component", "logs"),
+	}, rt)
+	if err != nil {
+		return err
+	}
+	go rotator.Run(ctx)
 
 	m.Run(ctx)
 	if err := <-serveErr; err != nil {

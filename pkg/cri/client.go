@@ -46,6 +46,9 @@ type Options struct {
 	// PullTimeout is the deadline of one PullImage call.
 	// Zero or negative means DefaultPullTimeout (10m).
 	PullTimeout time.Duration
+	// Metrics, when set, counts and times every CRI call and event-stream reconnect
+	// (NewMetrics). Nil records nothing.
+	Metrics *Metrics
 }
 
 // Client is a stateless CRI v1 runtime and image service client over one
@@ -61,6 +64,7 @@ type Client struct {
 
 	callTimeout time.Duration
 	pullTimeout time.Duration
+	metrics     *Metrics // nil: no metrics
 
 	// clock, backoffInitial and backoffMax pace WaitReady and RunEvents'
 	// resubscriptions; tests replace the clock with a fake one so they
@@ -87,7 +91,11 @@ func New(endpoint string, opts Options) (*Client, error) {
 		opts.PullTimeout = DefaultPullTimeout
 	}
 
-	conn, err := dialUnix(path)
+	var extra []grpc.DialOption
+	if opts.Metrics != nil {
+		extra = append(extra, grpc.WithChainUnaryInterceptor(opts.Metrics.unaryInterceptor))
+	}
+	conn, err := dialUnix(path, extra...)
 	if err != nil {
 		return nil, fmt.Errorf("runtime endpoint %s: %w", endpoint, err)
 	}
@@ -99,6 +107,7 @@ func New(endpoint string, opts Options) (*Client, error) {
 		images:         runtimeapi.NewImageServiceClient(conn),
 		callTimeout:    opts.CallTimeout,
 		pullTimeout:    opts.PullTimeout,
+		metrics:        opts.Metrics,
 		clock:          clock.RealClock{},
 		backoffInitial: defaultReadyBackoffInitial,
 		backoffMax:     defaultReadyBackoffMax,
@@ -107,13 +116,14 @@ func New(endpoint string, opts Options) (*Client, error) {
 
 // dialUnix returns a lazily dialled gRPC channel to the unix socket at path,
 // with the message limits and reconnect pacing described above. RunEvents
-// uses it too when containerd's API is on another socket than CRI.
-func dialUnix(path string) (*grpc.ClientConn, error) {
+// uses it too when containerd's API is on another socket than CRI. extra adds options (the
+// CRI connection's metrics interceptor; containerd's own API is not a CRI operation).
+func dialUnix(path string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	dial := func(ctx context.Context, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}
-	return grpc.NewClient("unix://"+path,
+	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(dial),
 		grpc.WithAuthority("localhost"),
@@ -130,7 +140,8 @@ func dialUnix(path string) (*grpc.ClientConn, error) {
 			},
 			MinConnectTimeout: reconnectConnectTimeout,
 		}),
-	)
+	}, extra...)
+	return grpc.NewClient("unix://"+path, opts...)
 }
 
 // socketPath validates endpoint and returns the socket path it names.

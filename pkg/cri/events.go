@@ -398,6 +398,7 @@ func (r *eventsRunner) failed(err error) {
 func (r *eventsRunner) up() {
 	switch {
 	case !r.down.IsZero() && r.everUp:
+		r.c.metrics.streamReconnected()
 		r.log.WithFields(logrus.Fields{
 			"attempts": r.downAttempts,
 			"down":     r.c.clock.Since(r.down).Round(time.Millisecond).String(),

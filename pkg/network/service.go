@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,10 +67,26 @@ type ServiceConfig struct {
 	// pod worker (DESIGN.md decision 5): the pod manager only records it and wakes the worker.
 	CheckFailed func(podUID, sandboxID string, err error)
 
+	// Observe, when set, is told about every call the delegate forwarded once it is
+	// answered: for the CNI metrics and the pod's timeline. It runs on the handler's
+	// goroutine, inside containerd's RunPodSandbox or StopPodSandbox, so it must not block and
+	// must not wait on anything a pod worker holds (DESIGN.md decision 5).
+	Observe func(Call)
+
 	Log *logrus.Entry
 	// Runner holds the runner's optional knobs (tests set Exec); LockFile is always the
 	// state directory's.
 	Runner RunnerOptions
+}
+
+// Call describes one answered call of the delegate, for ServiceConfig.Observe.
+type Call struct {
+	Command   string // CNI_COMMAND: ADD, DEL, CHECK, STATUS, GC, VERSION
+	SandboxID string // CNI_CONTAINERID; "" for calls about no sandbox (STATUS, GC)
+	PodUID    string // K8S_POD_UID from CNI_ARGS; "" when containerd did not pass it
+	Start     time.Time
+	Took      time.Duration
+	Err       error
 }
 
 // Service is the agent's side of pod networking: it serves the delegate's calls with the node
@@ -399,7 +416,11 @@ func (s *Service) check(ctx context.Context) {
 func (s *Service) handle(ctx context.Context, req Request) (out []byte, err error) {
 	start := time.Now()
 	defer func() {
-		l := s.log.WithFields(logrus.Fields{"command": req.Command, "sandbox": req.ContainerID, "took": time.Since(start).String()})
+		took := time.Since(start)
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(Call{Command: req.Command, SandboxID: req.ContainerID, PodUID: podUIDArg(req.Args), Start: start, Took: took, Err: err})
+		}
+		l := s.log.WithFields(logrus.Fields{"command": req.Command, "sandbox": req.ContainerID, "took": took.String()})
 		switch {
 		case err != nil && req.Command != CommandStatus:
 			l.WithError(err).Warn("CNI call from the delegate failed")
@@ -448,6 +469,18 @@ func (s *Service) handle(ctx context.Context, req Request) (out []byte, err erro
 		return nil, r.Check(ctx, a)
 	}
 	return nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("unknown CNI_COMMAND %q", req.Command), "")
+}
+
+// podUIDArg finds K8S_POD_UID in CNI_ARGS without parsing the rest of the request.
+func podUIDArg(args string) string {
+	for args != "" {
+		var kv string
+		kv, args, _ = strings.Cut(args, ";")
+		if v, ok := strings.CutPrefix(kv, "K8S_POD_UID="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func (s *Service) readyText() string {

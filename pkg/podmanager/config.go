@@ -60,6 +60,9 @@ type Config struct {
 	// not block. Optional.
 	StatusChanged func()
 
+	// Metrics records the pod manager's Prometheus series (NewMetrics); nil records none.
+	Metrics *Metrics
+
 	// Clock is injected by tests; default the real clock.
 	Clock clock.WithTicker
 }

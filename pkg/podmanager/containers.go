@@ -41,6 +41,7 @@ func (w *worker) startOrBackoff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		rem = max(rem, w.backoff.RemainingSince(key, exit))
 	}
 	if rem > 0 {
+		w.crashRetryAt[c.Name] = w.m.cfg.Clock.Now().Add(rem)
 		if cur := w.waiting[c.Name]; cur == nil || cur.Reason == reasonCrashLoopBackOff {
 			w.setWaiting(pod, c.Name, &v1.ContainerStateWaiting{
 				Reason: reasonCrashLoopBackOff,
@@ -56,9 +57,11 @@ func (w *worker) startOrBackoff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		restarts = latest.restartCount() + 1
 	}
 	started, acted := w.startContainer(ctx, pod, c, sb, sbCfg, st, restarts, again)
+	delete(w.crashRetryAt, c.Name)
 	if started && latest != nil {
 		// A restart: the next one has to wait, longer each time (reset after quiet running).
 		w.backoff.Failed(key)
+		w.m.cfg.Metrics.countRestart(w.restartReason(latest, sb))
 	}
 	return acted
 }
@@ -79,17 +82,23 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		again(wait)
 		return false, true
 	}
+	start := w.stepStart()
 	cfg, err := w.containerConfig(pod, c, attempt, imageRef, st)
 	if err != nil {
+		w.step(StepCreate, c.Name, "", start, err)
 		return failed(reasonCreateConfigError, err)
 	}
 	id, err := w.m.rt.CreateContainer(ctx, sb.Id, cfg, sbCfg)
+	w.step(StepCreate, c.Name, "", start, err)
 	if err != nil {
 		return failed(reasonCreateContainerError, err)
 	}
 	w.m.own(id, w.uid)
 	w.event(pod, v1.EventTypeNormal, eventCreated, "Created container: "+c.Name)
-	if err := w.m.rt.StartContainer(ctx, id); err != nil {
+	start = w.stepStart()
+	err = w.m.rt.StartContainer(ctx, id)
+	w.step(StepStart, c.Name, "", start, err)
+	if err != nil {
 		// Remove the instance that never ran, so the next pass makes a fresh one.
 		if rmErr := w.m.rt.RemoveContainer(ctx, id); rmErr != nil && !errdefs.IsNotFound(rmErr) {
 			log.WithError(rmErr).Warn("removing a container that failed to start failed")
@@ -98,7 +107,9 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	}
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		hookCtx, cancel := context.WithTimeout(ctx, time.Duration(gracePeriod(pod))*time.Second)
+		start := w.stepStart()
 		err := w.runHook(hookCtx, c, id, c.Lifecycle.PostStart)
+		w.step(StepPostStart, c.Name, "", start, err)
 		cancel()
 		if err != nil {
 			// As the kubelet: a failed postStart kills the container; the restart policy
@@ -106,6 +117,7 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 			log.WithError(err).Warn("postStart hook failed; killing the container")
 			w.event(pod, v1.EventTypeWarning, eventPostStartFailed, err.Error())
 			w.killNotes[id] = fmt.Sprintf("%s: %v", reasonFailedPostStart, err)
+			w.killReasons[id] = RestartReasonPostStartHook
 			if stopErr := w.stopContainer(ctx, pod, c, id, gracePeriod(pod)); stopErr != nil && !errdefs.IsNotFound(stopErr) {
 				log.WithError(stopErr).Warn("killing a container whose postStart failed failed")
 			}
@@ -120,9 +132,30 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	return true, true
 }
 
+// restartReason says why the instance a restart replaces ended, as one of the fixed
+// RestartReason values: what the agent did to it if it killed it, else how it exited.
+func (w *worker) restartReason(prev *containerInfo, sb *runtimeapi.PodSandbox) string {
+	if r, ok := w.killReasons[prev.c.Id]; ok {
+		return r
+	}
+	if prev.c.PodSandboxId != sb.Id {
+		return RestartReasonSandboxChanged
+	}
+	switch {
+	case prev.status != nil && prev.status.Reason == RestartReasonOOMKilled:
+		return RestartReasonOOMKilled
+	case prev.exitCode() == 0:
+		return RestartReasonCompleted
+	}
+	return RestartReasonError
+}
+
 // startCreated starts an instance that was created but never started.
 func (w *worker) startCreated(ctx context.Context, pod *v1.Pod, c *v1.Container, ci *containerInfo, again requeue) {
-	if err := w.m.rt.StartContainer(ctx, ci.c.Id); err != nil {
+	start := w.stepStart()
+	err := w.m.rt.StartContainer(ctx, ci.c.Id)
+	w.step(StepStart, c.Name, "", start, err)
+	if err != nil {
 		if rmErr := w.m.rt.RemoveContainer(ctx, ci.c.Id); rmErr != nil && !errdefs.IsNotFound(rmErr) {
 			w.log.WithError(rmErr).WithField("container", c.Name).Warn("removing a container that failed to start failed")
 		}
@@ -153,6 +186,7 @@ func (w *worker) removeOldInstances(ctx context.Context, pod *v1.Pod, st *podSta
 			continue
 		}
 		delete(w.killNotes, ci.c.Id)
+		delete(w.killReasons, ci.c.Id)
 		logFile := filepath.Join(w.m.podLogDir(pod), name, fmt.Sprintf("%d.log", ci.restartCount()))
 		if err := os.Remove(logFile); err != nil && !os.IsNotExist(err) {
 			log.WithError(err).Warn("removing an old container log failed")

@@ -1,7 +1,9 @@
 package podmanager
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,5 +40,22 @@ func TestPodBeingDeletedIsTerminatedWithItsGraceAndReported(t *testing.T) {
 	}
 	if n := h.rt.count("RemovePodSandbox"); n != 1 {
 		t.Errorf("RemovePodSandbox called %d times", n)
+	}
+}
+
+func TestAliveFollowsTheSyncLoop(t *testing.T) {
+	h := newHarness(t)
+	if err := h.m.Alive(); err == nil {
+		t.Fatal("alive before the loop ran")
+	}
+	// What the loop records after each relist.
+	h.m.lastLoop.Store(h.clk.Now().UnixNano())
+	if err := h.m.Alive(); err != nil {
+		t.Fatalf("Alive() after a relist = %v", err)
+	}
+	// No relist for three periods: the loop is wedged.
+	h.clk.Step(3*h.m.cfg.RelistPeriod + time.Second)
+	if err := h.m.Alive(); err == nil || !strings.Contains(err.Error(), "has not relisted for") {
+		t.Fatalf("Alive() = %v", err)
 	}
 }

@@ -30,7 +30,10 @@ const (
 	eventPostStartFailed = "FailedPostStartHook"
 )
 
+// event raises an event and keeps it in the pod's timeline, which is where `nodeagent
+// describe` finds it without a control plane.
 func (w *worker) event(pod *v1.Pod, eventType, reason, message string) {
+	w.tl.addEvent(eventType, reason, message, w.m.cfg.Clock.Now())
 	if r := w.m.cfg.Events; r != nil {
 		r.Event(pod, eventType, reason, message)
 	}

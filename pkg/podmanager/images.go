@@ -2,6 +2,7 @@ package podmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,6 +21,9 @@ const (
 	reasonImageInspectError = "ImageInspectError"
 )
 
+// errImageNeverPull is the timeline's error for an absent image that may not be pulled.
+var errImageNeverPull = errors.New("image not present and imagePullPolicy is Never")
+
 // pullErrorShown is how long a failed pull shows as ErrImagePull before ImagePullBackOff.
 const pullErrorShown = time.Second
 
@@ -29,16 +33,20 @@ const pullErrorShown = time.Second
 func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, sbCfg *runtimeapi.PodSandboxConfig, again requeue) (string, *v1.ContainerStateWaiting) {
 	spec := &runtimeapi.ImageSpec{Image: c.Image, UserSpecifiedImage: c.Image}
 	log := w.log.WithFields(logrus.Fields{"container": c.Name, "image": c.Image})
+	stepStart := w.stepStart()
 	img, err := w.m.images.ImageStatus(ctx, spec)
 	if err != nil {
+		w.step(StepImage, c.Name, "", stepStart, err)
 		again(runtimeRetry)
 		return "", &v1.ContainerStateWaiting{Reason: reasonImageInspectError, Message: fmt.Sprintf("Failed to inspect image %q: %v", c.Image, err)}
 	}
 	if img != nil && c.ImagePullPolicy != v1.PullAlways {
+		w.step(StepImage, c.Name, "present", stepStart, nil)
 		w.event(pod, v1.EventTypeNormal, eventPulled, fmt.Sprintf("Container image %q already present on machine", c.Image))
 		return img.Id, nil
 	}
 	if c.ImagePullPolicy == v1.PullNever {
+		w.step(StepImage, c.Name, "", stepStart, errImageNeverPull)
 		return "", &v1.ContainerStateWaiting{
 			Reason:  reasonErrImageNeverPull,
 			Message: fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image),
@@ -65,6 +73,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 		}
 	}
 	if err != nil {
+		w.step(StepImage, c.Name, "pull", stepStart, err)
 		wait := w.backoff.Failed(key)
 		log.WithError(err).WithField("retryIn", wait).Warn("image pull failed")
 		// Look again soon, not only when the wait is over: that pass reports the wait as
@@ -73,6 +82,7 @@ func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 		return "", &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)}
 	}
 	w.backoff.Forget(key)
+	w.step(StepImage, c.Name, "pulled", stepStart, nil)
 	took := w.m.cfg.Clock.Since(start)
 	log.WithField("duration", took.String()).Info("image pulled")
 	w.event(pod, v1.EventTypeNormal, eventPulled, fmt.Sprintf("Successfully pulled image %q in %s", c.Image, took.Round(time.Millisecond)))

@@ -2,9 +2,12 @@ package podmanager
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -35,6 +38,7 @@ type Manager struct {
 	// owners maps sandbox and container IDs to their pod, for events that carry only an ID.
 	owners    map[string]types.UID // guarded by mu
 	relistNow chan struct{}        // capacity 1: asks the relist loop for a pass now
+	lastLoop  atomic.Int64         // UnixNano of the sync loop's last completed relist
 }
 
 // New returns a manager; Run starts it.
@@ -181,6 +185,19 @@ func (m *Manager) maybeSyncedLocked() {
 // Synced is closed once every source has reported and each pod it wanted was synced once.
 func (m *Manager) Synced() <-chan struct{} { return m.synced }
 
+// Alive is nil while the sync loop makes progress: its last relist finished within three
+// relist periods. It feeds systemd's watchdog, so a wedged loop gets the agent restarted.
+func (m *Manager) Alive() error {
+	last := m.lastLoop.Load()
+	if last == 0 {
+		return errors.New("the sync loop has not run yet")
+	}
+	if since := m.cfg.Clock.Since(time.Unix(0, last)); since > 3*m.cfg.RelistPeriod {
+		return fmt.Errorf("the sync loop has not relisted for %s", since.Round(time.Second))
+	}
+	return nil
+}
+
 // Pods returns every pod the agent runs, with its latest status.
 func (m *Manager) Pods() []*v1.Pod { return m.status.List() }
 
@@ -199,6 +216,7 @@ func (m *Manager) Run(ctx context.Context) {
 	periodic := true // the first pass, then every tick; not the relists events ask for
 	for {
 		m.relist(ctx)
+		m.lastLoop.Store(m.cfg.Clock.Now().UnixNano())
 		if periodic {
 			m.removeOrphanVolumes() // reads the disk: the slow safety net only
 		}

@@ -52,6 +52,7 @@ func (w *worker) replaceBrokenSandbox(ctx context.Context, pod *v1.Pod, st *podS
 			continue
 		}
 		w.killNotes[c.c.Id] = note
+		w.killReasons[c.c.Id] = RestartReasonSandboxChanged
 		spec := specContainer(pod, c.name())
 		if spec == nil {
 			continue // stopped with the sandbox

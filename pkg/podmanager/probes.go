@@ -127,6 +127,7 @@ func (w *worker) killUnhealthy(ctx context.Context, pod *v1.Pod, st *podState) b
 			w.log.WithFields(logrus.Fields{"container": c.Name, "containerID": l.c.Id, "gracePeriod": grace}).
 				Warnf("%s probe failed: %s; killing the container, it will be restarted per the pod's restart policy", what, msg)
 			w.killNotes[l.c.Id] = fmt.Sprintf("Container %s failed %s probe, will be restarted", c.Name, kind)
+			w.killReasons[l.c.Id] = RestartReasonProbeFailed
 			w.event(pod, v1.EventTypeWarning, eventUnhealthy, fmt.Sprintf("%s probe failed: %s", what, msg))
 			w.event(pod, v1.EventTypeNormal, eventKilling, w.killNotes[l.c.Id])
 			if err := w.stopContainer(ctx, pod, c, l.c.Id, grace); err != nil && !errdefs.IsNotFound(err) {

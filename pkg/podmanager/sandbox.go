@@ -33,6 +33,7 @@ const networkReadyRetry = time.Second
 // immediate resync, which finds the new sandbox and its IP.
 func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod, st *podState, again requeue) (*runtimeapi.PodSandbox, *runtimeapi.PodSandboxConfig, bool) {
 	if sb := st.readySandbox(); sb != nil {
+		w.hadSandbox = true
 		cfg, err := w.sandboxConfig(pod, sb.GetMetadata().GetAttempt())
 		if err != nil {
 			w.sandboxErr, w.sandboxReason = err.Error(), ""
@@ -63,7 +64,9 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod, st *podState, a
 			return nil, nil, acted
 		}
 	}
+	start := w.stepStart()
 	fail := func(err error) (*runtimeapi.PodSandbox, *runtimeapi.PodSandboxConfig, bool) {
+		w.step(StepSandbox, "", "", start, err)
 		if err.Error() != w.sandboxErr {
 			w.event(pod, v1.EventTypeWarning, eventSandboxFailed, "Failed to create pod sandbox: "+err.Error())
 		}
@@ -80,9 +83,18 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod, st *podState, a
 	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
 		return fail(fmt.Errorf("create pod log directory: %w", err))
 	}
+	if !w.volRun.start.IsZero() {
+		// The volumes this sandbox starts with: part of this start, worth showing.
+		w.tl.record(StepVolumes, "", "", w.volRun.start, w.volRun.end, nil)
+	}
+	start = w.stepStart() // the sandbox step is RunPodSandbox itself
 	id, err := w.m.rt.RunPodSandbox(ctx, cfg, runtimeHandler(pod))
 	if err != nil {
 		return fail(err)
+	}
+	w.step(StepSandbox, "", "", start, nil)
+	if !w.hadSandbox {
+		w.hadSandbox, w.startPending = true, true
 	}
 	w.m.own(id, w.uid)
 	w.backoff.Forget(sandboxBackoffKey)

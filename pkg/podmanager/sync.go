@@ -39,12 +39,24 @@ func (w *worker) sync(ctx context.Context, pod *v1.Pod) time.Duration {
 			st = fresh
 		}
 	}
+	w.countRunning(countsOf(st))
 	w.awaitAnnouncedExits(st, lower)
 	w.syncProbes(pod, st)
-	if w.m.status.Set(pod, w.buildStatus(pod, st)) && w.m.cfg.StatusChanged != nil {
+	status := w.buildStatus(pod, st)
+	if w.startPending && status.Phase == v1.PodRunning {
+		w.startPending = false
+		w.m.cfg.Metrics.observePodStart(w.m.cfg.Clock.Since(w.startTime.Time))
+	}
+	if w.m.status.Set(pod, status) && w.m.cfg.StatusChanged != nil {
 		w.m.cfg.StatusChanged()
 	}
 	return next
+}
+
+// countRunning moves the running gauges by the pod's change since the last sync.
+func (w *worker) countRunning(now runningCounts) {
+	w.m.cfg.Metrics.moveRunning(w.running, now)
+	w.running = now
 }
 
 // announcedExitWait bounds how long a worker keeps looking again for an exit the runtime

@@ -3,6 +3,7 @@ package podmanager
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/containerd/errdefs"
 	v1 "k8s.io/api/core/v1"
@@ -67,7 +68,9 @@ func (w *worker) setUpVolumes(ctx context.Context, pod *v1.Pod, again requeue) b
 		w.volumePaths, w.volumeErr = nil, ""
 		return true
 	}
+	start := w.stepStart()
 	paths, err := w.m.cfg.Volumes.SetUp(ctx, pod)
+	w.recordVolumes(start, err)
 	if err != nil {
 		msg := "MountVolume.SetUp failed: " + err.Error()
 		if msg != w.volumeErr {
@@ -81,6 +84,18 @@ func (w *worker) setUpVolumes(ctx context.Context, pod *v1.Pod, again requeue) b
 	w.backoff.Forget("volumes")
 	w.volumePaths, w.volumeErr = paths, ""
 	return true
+}
+
+// recordVolumes keeps the latest SetUp's timing. SetUp runs on every sync, so the timeline
+// takes it only when it says something: the first run, a failure, the first success after
+// one. ensureSandbox records it too when it starts a sandbox after it.
+func (w *worker) recordVolumes(start time.Time, err error) {
+	end := w.m.cfg.Clock.Now()
+	w.volRun.start, w.volRun.end = start, end
+	if err != nil || !w.volRecorded || w.volFailed {
+		w.tl.record(StepVolumes, "", "", start, end, err)
+		w.volRecorded, w.volFailed = true, err != nil
+	}
 }
 
 // removeOrphanVolumes tears down the volume directories of pods the agent no longer knows:

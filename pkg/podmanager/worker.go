@@ -55,6 +55,27 @@ type worker struct {
 	volumePaths map[string]string
 	volumeErr   string
 	synced      bool // the pod has been synced once (for Manager.Synced)
+
+	// tl is the pod's timeline for /debug/pods/<uid>; it has its own lock.
+	tl timeline
+	// volRun is the latest volume SetUp; volRecorded and volFailed say what the timeline
+	// holds of it, which is updated only when something changes (see recordVolumes).
+	volRun      struct{ start, end time.Time }
+	volRecorded bool
+	volFailed   bool
+	// crashRetryAt is when each crash-looping container may restart next (its wait counts
+	// from its exit, which the backoff entry does not know).
+	crashRetryAt map[string]time.Time
+	// killReasons says why the agent killed a container instance, keyed by container ID:
+	// one of the RestartReason values, for nodeagent_container_restarts_total.
+	killReasons map[string]string
+	// hadSandbox is set once the worker has seen or made a ready sandbox; startPending is
+	// set when the worker made the pod's first sandbox itself, until the pod runs: only then
+	// is the start duration the agent's doing (an adopted pod was started by an earlier run).
+	hadSandbox   bool
+	startPending bool
+	// running is the pod's share of the running gauges as last counted.
+	running runningCounts
 }
 
 func newWorker(m *Manager, uid types.UID) *worker {
@@ -68,6 +89,8 @@ func newWorker(m *Manager, uid types.UID) *worker {
 		backoff:       backoff.New(m.cfg.Backoff, m.cfg.Clock),
 		waiting:       map[string]*v1.ContainerStateWaiting{},
 		killNotes:     map[string]string{},
+		crashRetryAt:  map[string]time.Time{},
+		killReasons:   map[string]string{},
 	}
 }
 
@@ -111,6 +134,18 @@ func (w *worker) syncOnce(ctx context.Context) (next time.Duration, done bool) {
 	pod, deleted := w.pending, w.deleted
 	w.m.mu.Unlock()
 	w.log = w.m.log.WithFields(logrus.Fields{"pod": pod.Namespace + "/" + pod.Name, "uid": w.uid})
+	start := w.m.cfg.Clock.Now()
+	op := workerOpSync
+	switch {
+	case deleted:
+		op = workerOpKill
+	case !w.synced:
+		op = workerOpCreate
+	}
+	defer func() {
+		w.finishSync(pod.Name, pod.Namespace, op, start)
+		w.m.cfg.Metrics.observeWorker(op, w.m.cfg.Clock.Since(start))
+	}()
 
 	if deleted {
 		if err := w.terminate(ctx, pod); err != nil {
@@ -122,6 +157,7 @@ func (w *worker) syncOnce(ctx context.Context) (next time.Duration, done bool) {
 			return wait, false
 		}
 		w.backoff.Forget("terminate")
+		w.countRunning(runningCounts{}) // nothing of the pod is left
 		if w.m.workerDone(w) {
 			w.log.Info("pod terminated and removed")
 			return 0, true

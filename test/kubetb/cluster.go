@@ -25,6 +25,10 @@ const (
 	serviceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 	// startTimeout bounds Start when its context has no deadline.
 	startTimeout = 2 * time.Minute
+	// KubeletClientUser is who kube-apiserver is to a node's API (logs, exec, port-forward):
+	// the CN of its kubelet client certificate, signed by the cluster CA as in kubeadm.
+	// Start binds it to system:kubelet-api-admin.
+	KubeletClientUser = "kube-apiserver-kubelet-client"
 )
 
 // systemNamespaces are created by kube-apiserver itself; Start gives them their defaults.
@@ -154,6 +158,10 @@ func (c *Cluster) start(ctx context.Context, out io.Writer, opts options) error 
 		// No endpoints for the kubernetes Service: nothing in the cluster dials it.
 		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
+		// How kube-apiserver reaches a node's API: its kubelet client certificate, and the
+		// node's InternalIP (the host's address, or --node-ip) before its host name.
+		"--kubelet-client-certificate=" + files.kubeletClientCert, "--kubelet-client-key=" + files.kubeletClientKey,
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--etcd-servers=" + etcdURL,
 		"--profiling=false",
 	}
@@ -176,6 +184,9 @@ func (c *Cluster) start(ctx context.Context, out io.Writer, opts options) error 
 	if err := c.EnsureNamespaceDefaults(ctx, systemNamespaces...); err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}
+	if err := c.grantKubeletAPI(ctx); err != nil {
+		return fmt.Errorf("start cluster: %w", err)
+	}
 	fmt.Fprintf(out, "kubetb: kube-apiserver (pid %d) ready at %s after %v; log %s\n",
 		apiserver.pid(), c.URL, time.Since(began).Round(10*time.Millisecond), apiserver.log)
 	return nil
@@ -184,6 +195,7 @@ func (c *Cluster) start(ctx context.Context, out io.Writer, opts options) error 
 // pkiFiles are the paths writePKI wrote, besides the CA.
 type pkiFiles struct {
 	servingCert, servingKey              string
+	kubeletClientCert, kubeletClientKey  string
 	serviceAccountKey, serviceAccountPub string
 	tokens                               string
 }
@@ -206,6 +218,10 @@ func (c *Cluster) writePKI(dir string) (pkiFiles, error) {
 	if err != nil {
 		return f, err
 	}
+	kubeletClient, err := ca.clientCert(KubeletClientUser)
+	if err != nil {
+		return f, err
+	}
 	saKey, saPub, err := serviceAccountKeys()
 	if err != nil {
 		return f, err
@@ -219,6 +235,8 @@ func (c *Cluster) writePKI(dir string) (pkiFiles, error) {
 	f = pkiFiles{
 		servingCert:       filepath.Join(dir, "apiserver.crt"),
 		servingKey:        filepath.Join(dir, "apiserver.key"),
+		kubeletClientCert: filepath.Join(dir, "apiserver-kubelet-client.crt"),
+		kubeletClientKey:  filepath.Join(dir, "apiserver-kubelet-client.key"),
 		serviceAccountKey: filepath.Join(dir, "sa.key"),
 		serviceAccountPub: filepath.Join(dir, "sa.pub"),
 		tokens:            filepath.Join(dir, "tokens.csv"),
@@ -228,6 +246,8 @@ func (c *Cluster) writePKI(dir string) (pkiFiles, error) {
 		filepath.Join(dir, "ca.key"): ca.keyPEM,
 		f.servingCert:                serving.certPEM,
 		f.servingKey:                 serving.keyPEM,
+		f.kubeletClientCert:          kubeletClient.certPEM,
+		f.kubeletClientKey:           kubeletClient.keyPEM,
 		f.serviceAccountKey:          saKey,
 		f.serviceAccountPub:          saPub,
 		f.tokens:                     []byte(c.AdminToken + ",admin,admin,system:masters\n"), // token,user,uid,groups
@@ -243,6 +263,28 @@ func (c *Cluster) writePKI(dir string) (pkiFiles, error) {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true},
 	}
 	return f, nil
+}
+
+// grantKubeletAPI lets kube-apiserver's kubelet client identity use every node's API, as
+// kubeadm binds it: without it a node that authorizes through SubjectAccessReview refuses
+// kubectl logs and exec.
+func (c *Cluster) grantKubeletAPI(ctx context.Context) error {
+	manifest := `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kube-apiserver-kubelet-api-admin
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:kubelet-api-admin
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: ` + KubeletClientUser + "\n"
+	if _, err := c.KubectlAs(ctx, c.AdminKubeconfig, manifest, "apply", "-f", "-"); err != nil {
+		return fmt.Errorf("grant the kubelet API to %s: %w", KubeletClientUser, err)
+	}
+	return nil
 }
 
 // startProcess starts a control plane process and records it for Stop.

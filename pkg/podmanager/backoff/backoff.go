@@ -105,6 +105,14 @@ func (b *Backoff) Current(key string) time.Duration {
 	return 0
 }
 
+// Each calls fn for every key with its current wait and the time the wait, counted from the
+// last recorded failure, ends. Keys come in no particular order.
+func (b *Backoff) Each(fn func(key string, wait time.Duration, retryAt time.Time)) {
+	for k, e := range b.entries {
+		fn(k, e.wait, e.last.Add(e.wait))
+	}
+}
+
 // Forget drops key, e.g. after a success.
 func (b *Backoff) Forget(key string) { delete(b.entries, key) }
 

@@ -24,6 +24,8 @@ type Config struct {
 	// Clock schedules the runs; default the real clock. Timeouts of the runs themselves are
 	// real time: they bound network and runtime calls.
 	Clock clock.WithTicker
+	// Metrics counts probe runs (prober_probe_total); nil counts nothing.
+	Metrics *Metrics
 	// Rand returns a value in [0, n) for the first-run jitter, n being the period in
 	// nanoseconds; default math/rand/v2. Tests make it 0.
 	Rand func(n int64) int64
@@ -177,7 +179,9 @@ func (m *Manager) RemovePod(uid types.UID) {
 	delete(m.pods, uid)
 }
 
-// removeLocked cancels w and forgets it; its result is Unknown from now on.
+// removeLocked cancels w and forgets it; its result is Unknown from now on. The series of
+// its container and kind go too, unless a probe of the same container and kind stays (a
+// restarted container's new instance, listed in the same SyncPod pass), which keeps counting.
 func (m *Manager) removeLocked(probes map[probeKey]*worker, k probeKey, w *worker) {
 	w.removed = true
 	w.cancel()
@@ -185,6 +189,28 @@ func (m *Manager) removeLocked(probes map[probeKey]*worker, k probeKey, w *worke
 	if m.byKey[k] == w {
 		delete(m.byKey, k)
 	}
+	if w.counters == nil {
+		return
+	}
+	for _, o := range probes {
+		if o.target.ContainerName == w.target.ContainerName && o.target.Kind == w.target.Kind {
+			return
+		}
+	}
+	m.cfg.Metrics.forget(&w.target)
+}
+
+// count records one run's outcome, unless the probe was removed meanwhile (its series may be
+// gone; counting would bring them back).
+func (m *Manager) count(w *worker, r Result) {
+	if w.counters == nil || int(r) >= len(w.counters) {
+		return
+	}
+	m.mu.Lock()
+	if !w.removed {
+		w.counters[r].Inc()
+	}
+	m.mu.Unlock()
 }
 
 // Result is the current settled result of (containerID, kind) and, when it is Failure, the

@@ -34,6 +34,10 @@ type worker struct {
 	result  Result
 	message string
 
+	// counters are the probe's prober_probe_total series; nil without metrics. Incremented
+	// under m.mu (Manager.count), so removal and counting do not race.
+	counters *probeCounters
+
 	// owned by the goroutine
 	last    Result // outcome of the latest counted run
 	streak  int    // how many counted runs in a row had that outcome
@@ -65,6 +69,8 @@ func (m *Manager) newWorker(t *Target) *worker {
 		w.handler = m.newHandler(t)
 		if w.handler == nil {
 			w.log.Error("probe has no handler (exec, httpGet, tcpSocket or grpc); ignoring it")
+		} else {
+			w.counters = m.cfg.Metrics.countersFor(t)
 		}
 	}
 	if w.handler == nil {
@@ -147,6 +153,7 @@ func (w *worker) probeOnce(ctx context.Context) (more bool) {
 	if ctx.Err() != nil {
 		return false // cancelled mid-run: the outcome means nothing
 	}
+	w.m.count(w, out.result)
 	switch out.result {
 	case Unknown:
 		w.debug(out, "probe could not run; not counted")

@@ -128,6 +128,9 @@ func StartAgent(t *testing.T, opts AgentOptions) *Agent {
 	cfg := fmt.Sprintf("root-dir: %s\npod-manifest-path: %s\npod-logs-dir: %s\nruntime-endpoint: %s\ndebug-address: %s\nlog-level: debug\n",
 		a.RootDir, a.ManifestDir, a.LogsDir, TB.RuntimeEndpoint, a.DebugAddr)
 	cfg += TB.AgentNetworkConfig(a.NodeName)
+	// Its own node API port: agents of one package run in parallel (the API is served only
+	// with --kubeconfig).
+	cfg += fmt.Sprintf("node-api-address: \":%d\"\n", freePort(t))
 	if err := os.WriteFile(a.ConfigFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
