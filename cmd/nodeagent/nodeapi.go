@@ -72,7 +72,9 @@ type nodeAPIDeps struct {
 	Client     kubernetes.Interface // TokenReviews and SubjectAccessReviews, as the node
 	Runtime    nodeapi.Runtime
 	Pods       func() []*v1.Pod
-	Log        *logrus.Entry
+	// Healthz is the node API's /healthz check: the same checks as the debug server's.
+	Healthz func(ctx context.Context) error
+	Log     *logrus.Entry
 }
 
 // startNodeAPI builds the node API, binds its address and serves it in the background until
@@ -103,6 +105,7 @@ func startNodeAPI(ctx context.Context, c *nodeAPIConfig, d nodeAPIDeps) error {
 		SelfSignedNames: names,
 		SelfSignedIPs:   ips,
 		ClientCAFile:    c.ClientCAFile,
+		Healthz:         d.Healthz,
 		Tokens:          d.Client.AuthenticationV1().TokenReviews(),
 		Access:          d.Client.AuthorizationV1().SubjectAccessReviews(),
 	})

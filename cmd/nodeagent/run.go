@@ -147,6 +147,15 @@ func run(ctx context.Context, cfg *config) error {
 	stopSystemd := startSystemd(ctx, ready, alive, log)
 	defer stopSystemd()
 
+	// Health checks, shared by the debug server and the node API.
+	health := map[string]server.Check{
+		"runtime": func(ctx context.Context) error {
+			_, err := rt.Version(ctx)
+			return err
+		},
+		"network": func(context.Context) error { return netSvc.Ready() },
+	}
+
 	// The debug server answers from the start, so /healthz can say the runtime is missing.
 	srv, err := server.New(server.Config{
 		Addr: cfg.DebugAddress,
@@ -157,13 +166,7 @@ func run(ctx context.Context, cfg *config) error {
 			}
 			return nil
 		},
-		Health: map[string]server.Check{
-			"runtime": func(ctx context.Context) error {
-				_, err := rt.Version(ctx)
-				return err
-			},
-			"network": func(context.Context) error { return netSvc.Ready() },
-		},
+		Health:  health,
 		Ready:   ready,
 		Token:   debugToken,
 		Metrics: metrics.reg,
@@ -246,6 +249,14 @@ func run(ctx context.Context, cfg *config) error {
 		err = startNodeAPI(ctx, &cfg.NodeAPI, nodeAPIDeps{
 			NodeName: cfg.NodeName, NodeIP: nodeIP, RootDir: cfg.RootDir, PodLogsDir: cfg.PodLogsDir,
 			Client: k.client, Runtime: rt,
+			Healthz: func(ctx context.Context) error {
+				for _, name := range []string{"network", "runtime"} {
+					if err := health[name](ctx); err != nil {
+						return fmt.Errorf("%s: %w", name, err)
+					}
+				}
+				return nil
+			},
 			Pods: func() []*v1.Pod {
 				if m := mgr.Load(); m != nil {
 					return m.Pods()
