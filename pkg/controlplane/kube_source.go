@@ -107,6 +107,7 @@ func (s *KubeSource) Run(ctx context.Context, update func(pods []*v1.Pod)) error
 		return nil
 	}
 	s.log.WithField("node", s.cfg.NodeName).Info("API server pods listed; watching")
+	// The tick only retries deletions the API refused; the set is handed over on changes.
 	retry := time.NewTicker(5 * time.Second)
 	defer retry.Stop()
 	for {
@@ -116,11 +117,23 @@ func (s *KubeSource) Run(ctx context.Context, update func(pods []*v1.Pod)) error
 			s.cfg.OnPods(all)
 		}
 		s.finishDeletions(ctx)
+		if !s.waitChange(ctx, retry.C) {
+			return nil
+		}
+	}
+}
+
+// waitChange waits for a change of the node's pods, retrying refused deletions on every
+// tick meanwhile. It reports false when ctx ended.
+func (s *KubeSource) waitChange(ctx context.Context, tick <-chan time.Time) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false
 		case <-s.changed:
-		case <-retry.C:
+			return true
+		case <-tick:
+			s.finishDeletions(ctx)
 		}
 	}
 }

@@ -59,3 +59,30 @@ func TestAliveFollowsTheSyncLoop(t *testing.T) {
 		t.Fatalf("Alive() = %v", err)
 	}
 }
+
+func TestOnlyAChangedPodWakesItsWorker(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("web", v1.RestartPolicyAlways, busybox("a"))
+	h.run(pod)
+	w := h.m.workers[pod.UID]
+	<-w.wake // the new worker's first wake
+
+	// The API server wrote the pod's status: resourceVersion and status differ, nothing else.
+	same := pod.DeepCopy()
+	same.ResourceVersion, same.Status.Phase = "42", v1.PodRunning
+	h.run(same)
+	select {
+	case <-w.wake:
+		t.Fatal("a status-only change woke the worker")
+	default:
+	}
+
+	edited := same.DeepCopy()
+	edited.Labels["tier"] = "front"
+	h.run(edited)
+	select {
+	case <-w.wake:
+	default:
+		t.Fatal("a label change did not wake the worker")
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -77,8 +78,14 @@ func (m *Manager) Update(source string, pods []*v1.Pod) {
 		}
 		// A pod being deleted (deletionTimestamp set) is terminated with its deletion grace
 		// period, and stays in the desired set until then so its status is still reported.
-		w.pending, w.deleted = pod, pod.DeletionTimestamp != nil
-		w.poke()
+		deleting := pod.DeletionTimestamp != nil
+		// Only a change wakes the worker: a source hands over its whole set on any change
+		// (the API source on every status patch of any pod), and a wake is a full sync.
+		changed := !ok || w.deleted != deleting || !sameDesired(w.pending, pod)
+		w.pending, w.deleted = pod, deleting
+		if changed {
+			w.poke()
+		}
 	}
 	for uid, w := range m.workers {
 		if _, ok := desired[uid]; !ok && !w.deleted {
@@ -96,6 +103,19 @@ func (m *Manager) Update(source string, pods []*v1.Pod) {
 		// them at once rather than at the next periodic relist.
 		m.RequestRelist()
 	}
+}
+
+// sameDesired reports whether b asks for what a asked for: the same spec and metadata,
+// bookkeeping the API server changes on every write (resourceVersion, managedFields) and
+// the status aside.
+func sameDesired(a, b *v1.Pod) bool {
+	if a == nil {
+		return false
+	}
+	am, bm := a.ObjectMeta, b.ObjectMeta
+	am.ResourceVersion, bm.ResourceVersion = "", ""
+	am.ManagedFields, bm.ManagedFields = nil, nil
+	return equality.Semantic.DeepEqual(am, bm) && equality.Semantic.DeepEqual(a.Spec, b.Spec)
 }
 
 // desiredLocked merges the sources; on a UID clash the first source in name order wins.
