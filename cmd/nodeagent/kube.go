@@ -10,11 +10,11 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/nodeagent/nodeagent/pkg/controlplane"
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/network"
 	"github.com/nodeagent/nodeagent/pkg/podmanager"
@@ -24,7 +24,7 @@ import (
 // source, ConfigMaps/Secrets/tokens, events, the status reporter and the Node. Built before
 // the pod manager (which takes its hooks), started after it.
 type kube struct {
-	client   kubernetes.Interface
+	client   kubeclient.Interface
 	source   *controlplane.KubeSource
 	configs  *controlplane.KubeConfigs
 	tokens   *controlplane.Tokens
@@ -45,7 +45,7 @@ func newKube(cfg *config, log *logrus.Entry, rt *cri.Client, netSvc *network.Ser
 	}
 	rc.UserAgent = fmt.Sprintf("nodeagent/%s (%s/%s)", version, runtime.GOOS, runtime.GOARCH)
 	rc.QPS, rc.Burst = 50, 100
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kubeclient.New(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}

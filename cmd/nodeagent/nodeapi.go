@@ -10,8 +10,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/pkg/nodeapi"
 )
@@ -69,7 +69,7 @@ type nodeAPIDeps struct {
 	NodeIP     string // "" if unknown; a SAN of the self-signed certificate otherwise
 	RootDir    string
 	PodLogsDir string
-	Client     kubernetes.Interface // TokenReviews and SubjectAccessReviews, as the node
+	Client     kubeclient.Interface // TokenReviews and SubjectAccessReviews, as the node
 	Runtime    nodeapi.Runtime
 	Pods       func() []*v1.Pod
 	// Healthz is the node API's /healthz check: the same checks as the debug server's.

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient/kubeclienttest"
 )
 
 // newMergedForTest is a MergedConfigs over a ConfigStore holding fileObjects and a
@@ -46,7 +48,7 @@ func newMergedForTest(t *testing.T, fileObjects []any, apiObjects ...runtime.Obj
 	})
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	kube, err := NewKubeConfigs(KubeConfigsConfig{Client: client, Log: logrus.NewEntry(log)})
+	kube, err := NewKubeConfigs(KubeConfigsConfig{Client: kubeclienttest.Wrap(client), Log: logrus.NewEntry(log)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 )
 
 // KubeConfigsConfig configures NewKubeConfigs.
@@ -26,7 +27,7 @@ type KubeConfigsConfig struct {
 	// Client talks to the API server with the node's own credentials (required). Under the
 	// Node authorizer those let it get, list and watch (by metadata.name) only the ConfigMaps
 	// and Secrets that pods bound to the node reference.
-	Client kubernetes.Interface
+	Client kubeclient.Interface
 	// Log is the logger (required).
 	Log *logrus.Entry
 	// OnChange is called, from a watch goroutine, when a watched object was created, changed

@@ -12,9 +12,9 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 	"github.com/nodeagent/nodeagent/test/kubetb"
 )
 
@@ -90,7 +90,7 @@ func TestKubeConfigsAgainstARealAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := kubernetes.NewForConfig(restConfig)
+	client, err := kubeclient.New(restConfig)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 	testingclock "k8s.io/utils/clock/testing"
 
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient/kubeclienttest"
 	"github.com/nodeagent/nodeagent/pkg/volume"
 )
 
@@ -82,7 +83,7 @@ func newKubeConfigsHarness(t *testing.T, objects ...runtime.Object) *kubeConfigs
 	log.SetOutput(io.Discard)
 	h.logs = logtest.NewLocal(log)
 	k, err := NewKubeConfigs(KubeConfigsConfig{
-		Client:         h.client,
+		Client:         kubeclienttest.Wrap(h.client),
 		Log:            logrus.NewEntry(log),
 		OnChange:       func() { h.changes <- struct{}{} },
 		Clock:          h.clock,

@@ -1,12 +1,15 @@
 package controlplane
 
 import (
+	"context"
+
 	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 )
 
 // EventComponent is the source component of the agent's events (the kubelet writes
@@ -23,16 +26,16 @@ type EventRecorder struct {
 }
 
 // NewEventRecorder starts recording to the API server for node; Stop ends it.
-func NewEventRecorder(client kubernetes.Interface, node string, log *logrus.Entry) *EventRecorder {
+func NewEventRecorder(client kubeclient.Interface, node string, log *logrus.Entry) *EventRecorder {
 	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	b.StartRecordingToSink(eventSink{client})
 	b.StartEventWatcher(func(e *v1.Event) {
 		log.WithFields(logrus.Fields{"object": e.InvolvedObject.Namespace + "/" + e.InvolvedObject.Name, "reason": e.Reason, "type": e.Type}).
 			Debug(e.Message)
 	})
 	return &EventRecorder{
 		broadcaster: b,
-		recorder:    b.NewRecorder(scheme.Scheme, v1.EventSource{Component: EventComponent, Host: node}),
+		recorder:    b.NewRecorder(kubeclient.Scheme, v1.EventSource{Component: EventComponent, Host: node}),
 	}
 }
 
@@ -48,3 +51,20 @@ func (r *EventRecorder) Event(pod *v1.Pod, eventType, reason, message string) {
 
 // Stop stops the broadcaster; events still queued are dropped.
 func (r *EventRecorder) Stop() { r.broadcaster.Shutdown() }
+
+// eventSink writes the broadcaster's events in the namespace of each event, as client-go's
+// EventSinkImpl does. The broadcaster's interface has no context; its calls are bounded by
+// the client's timeout and retried by the broadcaster a few times.
+type eventSink struct{ client kubeclient.Interface }
+
+func (s eventSink) Create(e *v1.Event) (*v1.Event, error) {
+	return s.client.CoreV1().Events(e.Namespace).Create(context.TODO(), e, metav1.CreateOptions{})
+}
+
+func (s eventSink) Update(e *v1.Event) (*v1.Event, error) {
+	return s.client.CoreV1().Events(e.Namespace).Update(context.TODO(), e, metav1.UpdateOptions{})
+}
+
+func (s eventSink) Patch(e *v1.Event, data []byte) (*v1.Event, error) {
+	return s.client.CoreV1().Events(e.Namespace).Patch(context.TODO(), e.Name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
+}

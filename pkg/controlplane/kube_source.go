@@ -15,8 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 )
 
 // SourceKube is the name of the API server source, used as its pods' config source (the
@@ -29,7 +30,7 @@ const AnnotationMirror = "kubernetes.io/config.mirror"
 
 // KubeSourceConfig configures NewKubeSource.
 type KubeSourceConfig struct {
-	Client   kubernetes.Interface
+	Client   kubeclient.Interface
 	NodeName string
 	Log      *logrus.Entry
 	// OnPods is told every pod bound to the node after each change, so KubeConfigs can keep

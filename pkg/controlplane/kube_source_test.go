@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient/kubeclienttest"
 )
 
 type kubeFixture struct {
@@ -34,7 +36,7 @@ func newKubeFixture(t *testing.T, objects ...*v1.Pod) *kubeFixture {
 		}
 	}
 	logger, _ := logtest.NewNullLogger()
-	src, err := NewKubeSource(KubeSourceConfig{Client: f.client, NodeName: "n1", Log: logrus.NewEntry(logger)})
+	src, err := NewKubeSource(KubeSourceConfig{Client: kubeclienttest.Wrap(f.client), NodeName: "n1", Log: logrus.NewEntry(logger)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +51,7 @@ func newKubeFixture(t *testing.T, objects ...*v1.Pod) *kubeFixture {
 		})
 	}()
 	f.rep = NewReporter(ReporterConfig{
-		Client: f.client, Source: src, NodeName: "n1",
+		Client: kubeclienttest.Wrap(f.client), Source: src, NodeName: "n1",
 		NodeUID: func() types.UID { return "node-uid" },
 		Pods: func() []*v1.Pod {
 			f.mu.Lock()

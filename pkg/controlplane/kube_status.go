@@ -14,12 +14,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 )
 
 // ReporterConfig configures NewReporter.
 type ReporterConfig struct {
-	Client   kubernetes.Interface
+	Client   kubeclient.Interface
 	Source   *KubeSource // the API's view of the node's pods, mirror pods included
 	NodeName string
 	// NodeUID is the Node's UID once registered ("" until then): mirror pods are owned by

@@ -18,8 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 )
 
 // Defaults of NodeConfig: the kubelet's.
@@ -52,7 +53,7 @@ type NodeConfig struct {
 	// system:node:<NodeName>): everything here is designed with the verbs the Node authorizer
 	// and NodeRestriction allow it: create and get its Node, patch its Node's status, get,
 	// create and update its Lease.
-	Client   kubernetes.Interface
+	Client   kubeclient.Interface
 	NodeName string
 	// NodeIP is the InternalIP address. Optional: without it the Node has no InternalIP.
 	NodeIP string
@@ -110,7 +111,7 @@ type NodeConfig struct {
 // NodeAgent keeps this node's Node object and Lease in the API server, as the kubelet does.
 // Create it with NewNodeAgent, call Register, then Run; never the two at once.
 type NodeAgent struct {
-	client         kubernetes.Interface
+	client         kubeclient.Interface
 	name           string
 	nodeIP         string
 	hostname       string

@@ -13,9 +13,9 @@ import (
 	"github.com/sirupsen/logrus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 	"github.com/nodeagent/nodeagent/test/kubetb"
 )
 
@@ -51,7 +51,7 @@ func startKubeTestbed(t *testing.T) *kubetb.Cluster {
 }
 
 // nodeClient is a client with the node's own credentials, as the agent gets them.
-func nodeClient(t *testing.T, c *kubetb.Cluster, name string) kubernetes.Interface {
+func nodeClient(t *testing.T, c *kubetb.Cluster, name string) kubeclient.Interface {
 	t.Helper()
 	path, err := c.NodeKubeconfig(name)
 	if err != nil {
@@ -61,7 +61,7 @@ func nodeClient(t *testing.T, c *kubetb.Cluster, name string) kubernetes.Interfa
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kubeclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient/kubeclienttest"
 )
 
 // fakeMachine is a host whose readings the test sets.
@@ -113,7 +115,7 @@ func newNodeFixture(t *testing.T, mutate func(*NodeConfig), objects ...k8sruntim
 		return false, nil, nil
 	})
 	cfg := NodeConfig{
-		Client:         tn.client,
+		Client:         kubeclienttest.Wrap(tn.client),
 		NodeName:       "n1",
 		NodeIP:         "10.0.0.5",
 		Hostname:       "N1.example",
@@ -741,7 +743,7 @@ func TestNewNodeAgentChecksLabels(t *testing.T) {
 		{"bad key!", false},
 	} {
 		t.Run(tc.label, func(t *testing.T) {
-			_, err := NewNodeAgent(NodeConfig{Client: fake.NewClientset(), NodeName: "n1", RootDir: "/r",
+			_, err := NewNodeAgent(NodeConfig{Client: kubeclienttest.Wrap(fake.NewClientset()), NodeName: "n1", RootDir: "/r",
 				Log: logrus.NewEntry(logrus.New()), Labels: map[string]string{tc.label: "v"}})
 			if (err == nil) != tc.ok {
 				t.Errorf("NewNodeAgent with label %q: err = %v, want ok=%v", tc.label, err, tc.ok)

@@ -12,8 +12,9 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient"
 )
 
 const (
@@ -34,7 +35,7 @@ type TokensConfig struct {
 	// Client talks to the API server with the node's own credentials (required): the Node
 	// authorizer lets it request tokens only for the service accounts of its pods, bound to
 	// those pods.
-	Client kubernetes.Interface
+	Client kubeclient.Interface
 	// Log is the logger (required).
 	Log *logrus.Entry
 	// OnChange is called when the refresh loop has replaced tokens, so the projected volumes

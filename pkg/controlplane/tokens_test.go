@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/nodeagent/nodeagent/pkg/controlplane/kubeclient/kubeclienttest"
 )
 
 // tokenRequest is one TokenRequest the fake API server served.
@@ -78,7 +80,7 @@ func newTokensHarness(t *testing.T) *tokensHarness {
 	log.SetOutput(io.Discard)
 	h.logs = logtest.NewLocal(log)
 	tokens, err := NewTokens(TokensConfig{
-		Client:        client,
+		Client:        kubeclienttest.Wrap(client),
 		Log:           logrus.NewEntry(log),
 		OnChange:      func() { h.changes <- struct{}{} },
 		Clock:         h.clock,
