@@ -198,13 +198,18 @@ func run(ctx context.Context, cfg *config) error {
 	log.WithFields(logrus.Fields{"runtime": ver.RuntimeName, "runtimeVersion": ver.RuntimeVersion, "endpoint": rt.Endpoint()}).
 		Info("connected to the container runtime")
 
-	// Probe results only wake the pod's worker; the worker decides what to do.
-	var wake func(types.UID)
+	// Probe results only wake the pod's worker; the worker decides what to do. Each failed
+	// run also raises the Unhealthy event, as the kubelet's prober does.
+	var (
+		wake        func(types.UID)
+		probeFailed func(prober.Update)
+	)
 	probes, err := prober.New(prober.Config{
-		Exec:     rt,
-		Metrics:  metrics.probes,
-		Log:      log.WithField("component", "prober"),
-		OnChange: func(u prober.Update) { wake(u.PodUID) },
+		Exec:      rt,
+		Metrics:   metrics.probes,
+		Log:       log.WithField("component", "prober"),
+		OnChange:  func(u prober.Update) { wake(u.PodUID) },
+		OnFailure: func(u prober.Update) { probeFailed(u) },
 	})
 	if err != nil {
 		return err
@@ -308,7 +313,7 @@ func run(ctx context.Context, cfg *config) error {
 		return err
 	}
 	mgr.Store(m)
-	wake = m.ProbeChanged
+	wake, probeFailed = m.ProbeChanged, m.ProbeFailed
 	onConfig = m.ConfigChanged
 
 	// Exits reach the pod workers through runtime events; a re-established stream may have

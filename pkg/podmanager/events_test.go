@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/nodeagent/nodeagent/pkg/podmanager/prober"
 )
 
 type recordedEvent struct{ kind, reason, message string }
@@ -58,5 +60,37 @@ func TestEventsFollowThePodsLifeWithoutRepeats(t *testing.T) {
 	last := rec.events[len(rec.events)-1]
 	if last.kind != v1.EventTypeWarning || last.message != "Back-off restarting failed container main in pod crash" {
 		t.Errorf("backoff event %+v", last)
+	}
+}
+
+// TestProbeFailuresRaiseUnhealthyWithTheKubeletsWording: each failed run, of any probe kind,
+// is one Warning Unhealthy event on the pod; a pod no longer wanted raises none.
+func TestProbeFailuresRaiseUnhealthyWithTheKubeletsWording(t *testing.T) {
+	h := newHarness(t)
+	rec := &fakeRecorder{}
+	h.m.cfg.Events = rec
+	pod := testPod("web", v1.RestartPolicyAlways, busybox("main"))
+	h.run(pod)
+	h.settle(pod.UID)
+	before := len(rec.events)
+
+	h.m.ProbeFailed(prober.Update{PodUID: pod.UID, ContainerName: "main", Kind: prober.Readiness,
+		Result: prober.Failure, Message: "HTTP probe failed with statuscode: 503"})
+	h.m.ProbeFailed(prober.Update{PodUID: pod.UID, ContainerName: "main", Kind: prober.Liveness,
+		Result: prober.Failure, Message: "dial tcp 10.0.0.2:80: connect: connection refused"})
+	h.m.ProbeFailed(prober.Update{PodUID: "gone", Kind: prober.Readiness, Result: prober.Failure, Message: "x"})
+
+	got := rec.events[before:]
+	want := []recordedEvent{
+		{v1.EventTypeWarning, "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503"},
+		{v1.EventTypeWarning, "Unhealthy", "Liveness probe failed: dial tcp 10.0.0.2:80: connect: connection refused"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("events %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("event %d: %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }

@@ -32,6 +32,38 @@ func (m *Manager) ProbeChanged(uid types.UID) {
 	m.mu.Unlock()
 }
 
+// ProbeFailed raises the kubelet's Unhealthy event for one failed probe run ("Readiness probe
+// failed: HTTP probe failed with statuscode: 503"). Like the kubelet, every failed run raises
+// one, before the failure threshold is reached too; the event recorder folds the repeats
+// into one event with a count. It is called from probe goroutines and takes only the
+// manager's lock, briefly.
+func (m *Manager) ProbeFailed(u prober.Update) {
+	m.mu.Lock()
+	w := m.workers[u.PodUID]
+	var pod *v1.Pod
+	if w != nil && !w.deleted {
+		pod = w.pending
+	}
+	m.mu.Unlock()
+	if pod == nil {
+		return
+	}
+	w.event(pod, v1.EventTypeWarning, eventUnhealthy, fmt.Sprintf("%s probe failed: %s", probeTitle(u.Kind), u.Message))
+}
+
+// probeTitle is the kubelet's capitalised probe name, which users search events and logs for.
+func probeTitle(k prober.Kind) string {
+	switch k {
+	case prober.Liveness:
+		return "Liveness"
+	case prober.Readiness:
+		return "Readiness"
+	case prober.Startup:
+		return "Startup"
+	}
+	return string(k)
+}
+
 // probesOf lists the probes a container declares.
 func probesOf(c *v1.Container) map[prober.Kind]*v1.Probe {
 	out := map[prober.Kind]*v1.Probe{}
@@ -119,16 +151,11 @@ func (w *worker) killUnhealthy(ctx context.Context, pod *v1.Pod, st *podState) b
 			if p.TerminationGracePeriodSeconds != nil {
 				grace = *p.TerminationGracePeriodSeconds
 			}
-			// The kubelet's wording, which users search logs for.
-			what := "Liveness"
-			if kind == prober.Startup {
-				what = "Startup"
-			}
+			// The Unhealthy event came with the failed run (ProbeFailed); this is the kill.
 			w.log.WithFields(logrus.Fields{"container": c.Name, "containerID": l.c.Id, "gracePeriod": grace}).
-				Warnf("%s probe failed: %s; killing the container, it will be restarted per the pod's restart policy", what, msg)
+				Warnf("%s probe failed: %s; killing the container, it will be restarted per the pod's restart policy", probeTitle(kind), msg)
 			w.killNotes[l.c.Id] = fmt.Sprintf("Container %s failed %s probe, will be restarted", c.Name, kind)
 			w.killReasons[l.c.Id] = RestartReasonProbeFailed
-			w.event(pod, v1.EventTypeWarning, eventUnhealthy, fmt.Sprintf("%s probe failed: %s", what, msg))
 			w.event(pod, v1.EventTypeNormal, eventKilling, w.killNotes[l.c.Id])
 			if err := w.stopContainer(ctx, pod, c, l.c.Id, grace); err != nil && !errdefs.IsNotFound(err) {
 				w.log.WithError(err).WithField("container", c.Name).Warn("killing an unhealthy container failed")

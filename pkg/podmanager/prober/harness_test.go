@@ -27,6 +27,7 @@ type harness struct {
 	clock   *testingclock.FakeClock
 	exec    *fakeExec
 	updates chan Update
+	failed  chan Update // every failed run (OnFailure)
 	logs    *logtest.Hook
 
 	mu     sync.Mutex
@@ -42,13 +43,15 @@ func newHarness(t *testing.T, jitter time.Duration) *harness {
 		clock:   testingclock.NewFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)),
 		exec:    newFakeExec(),
 		updates: make(chan Update, 100),
+		failed:  make(chan Update, 100),
 		logs:    hook,
 	}
 	m, err := New(Config{
-		Exec:     h.exec,
-		Log:      logrus.NewEntry(logger),
-		OnChange: func(u Update) { h.updates <- u },
-		Clock:    h.clock,
+		Exec:      h.exec,
+		Log:       logrus.NewEntry(logger),
+		OnChange:  func(u Update) { h.updates <- u },
+		OnFailure: func(u Update) { h.failed <- u },
+		Clock:     h.clock,
 		Rand: func(n int64) int64 {
 			h.mu.Lock()
 			defer h.mu.Unlock()

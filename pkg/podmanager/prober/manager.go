@@ -21,6 +21,9 @@ type Config struct {
 	// OnChange is told every change of a settled result. Required; it is called from the
 	// probe goroutines, one call at a time per probe, and must not block long.
 	OnChange func(Update)
+	// OnFailure, if set, is told every failed run, settled or not, with its message: the
+	// kubelet raises an Unhealthy event for each one. Called like OnChange; must not block.
+	OnFailure func(Update)
 	// Clock schedules the runs; default the real clock. Timeouts of the runs themselves are
 	// real time: they bound network and runtime calls.
 	Clock clock.WithTicker

@@ -168,6 +168,9 @@ func (w *worker) probeOnce(ctx context.Context) (more bool) {
 		out.message = ""
 	case Failure:
 		w.debug(out, "probe failed")
+		if w.m.cfg.OnFailure != nil {
+			w.m.cfg.OnFailure(w.update(Failure, out.message))
+		}
 	}
 
 	if out.result == w.last {
@@ -190,14 +193,7 @@ func (w *worker) probeOnce(ctx context.Context) (more bool) {
 			entry = entry.WithField("message", out.message)
 		}
 		entry.Info("probe result changed")
-		w.m.cfg.OnChange(Update{
-			PodUID:        w.target.PodUID,
-			ContainerID:   w.target.ContainerID,
-			ContainerName: w.target.ContainerName,
-			Kind:          w.target.Kind,
-			Result:        out.result,
-			Message:       out.message,
-		})
+		w.m.cfg.OnChange(w.update(out.result, out.message))
 	}
 	switch {
 	case out.result == Success && w.target.Kind == Startup:
@@ -207,6 +203,17 @@ func (w *worker) probeOnce(ctx context.Context) (more bool) {
 		return false
 	}
 	return true
+}
+
+func (w *worker) update(r Result, msg string) Update {
+	return Update{
+		PodUID:        w.target.PodUID,
+		ContainerID:   w.target.ContainerID,
+		ContainerName: w.target.ContainerName,
+		Kind:          w.target.Kind,
+		Result:        r,
+		Message:       msg,
+	}
 }
 
 func (w *worker) debug(out outcome, msg string) {

@@ -317,3 +317,33 @@ func TestSettingsDefaults(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryFailedRunIsReported: the kubelet raises an Unhealthy event for each failed run,
+// below the failure threshold too; runs the runtime could not make are not failures.
+func TestEveryFailedRunIsReported(t *testing.T) {
+	h := newHarness(t, 0)
+	unavailable := execReply{err: fmt.Errorf("cri ExecSync c1: %w", errdefs.ErrUnavailable)}
+	h.exec.script("ready", pass, fail, unavailable, fail, pass)
+	h.m.SyncPod(podUID, []Target{h.execTarget("c1", Readiness, "ready", func(p *v1.Probe) { p.FailureThreshold = 3 })})
+	wantFailed := []bool{false, true, false, true, false}
+	for i, want := range wantFailed {
+		if i > 0 {
+			h.step(period)
+		}
+		h.nextCall()
+		h.waitTimers(1)
+		select {
+		case u := <-h.failed:
+			if !want {
+				t.Fatalf("run %d: reported failed: %+v", i+1, u)
+			}
+			if u.Kind != Readiness || u.Result != Failure || u.ContainerID != "c1" || u.PodUID != podUID || !strings.Contains(u.Message, "boom") {
+				t.Fatalf("run %d: failure report %+v", i+1, u)
+			}
+		default:
+			if want {
+				t.Fatalf("run %d: failed run not reported", i+1)
+			}
+		}
+	}
+}

@@ -102,6 +102,34 @@ func TestKubectlPodRunsShowsItsIPAndEventsAndIsDeleted(t *testing.T) {
 	}
 }
 
+// TestFailingReadinessProbeShowsAsAnUnhealthyEvent: what `kubectl describe pod` shows a user
+// whose readiness probe fails: the pod Running but not Ready, and the kubelet's Warning
+// Unhealthy event with the probe's output, its count growing with each failed run.
+func TestFailingReadinessProbeShowsAsAnUnhealthyEvent(t *testing.T) {
+	t.Parallel()
+	a, ns := node(t)
+	kubectlApply(t, serverPod("notready", ns, a.NodeName, `    readinessProbe:
+      httpGet: {path: /missing, port: 8080}
+      periodSeconds: 1
+`))
+	const want = "Readiness probe failed: HTTP probe failed with statuscode: 404"
+	framework.Eventually(t, 60*time.Second, func() (bool, string) {
+		out := kubectl(t, "get", "events", "-n", ns, "--field-selector", "involvedObject.name=notready,reason=Unhealthy",
+			"-o", "jsonpath={range .items[*]}{.type}|{.count}|{.source.component}|{.message}{\"\\n\"}{end}")
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.SplitN(line, "|", 4)
+			if len(f) == 4 && f[0] == "Warning" && f[1] != "1" && f[2] == "nodeagent" && f[3] == want {
+				return true, ""
+			}
+		}
+		return false, "no repeated Warning Unhealthy event from nodeagent with " + want + ":\n" + out
+	})
+	p := getPod(t, ns, "notready")
+	if p == nil || p.Status.Phase != v1.PodRunning || runningReady(p) {
+		t.Fatalf("pod should be Running and not Ready: %+v", p)
+	}
+}
+
 func TestConfigMapEditAndServiceAccountTokenReachThePod(t *testing.T) {
 	t.Parallel()
 	a, ns := node(t)
