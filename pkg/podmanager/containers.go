@@ -83,6 +83,22 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		return false, true
 	}
 	start := w.stepStart()
+	if runAsNonRoot(pod, c) {
+		// Only asked when needed: one more runtime call per start.
+		img, err := w.m.images.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image})
+		if err == nil && img == nil {
+			err = fmt.Errorf("image %s is no longer present", imageRef)
+		}
+		if err != nil {
+			err = fmt.Errorf("inspect image %q for its user: %w", c.Image, err)
+			w.step(StepCreate, c.Name, "", start, err)
+			return failed(reasonImageInspectError, err)
+		}
+		if err := verifyRunAsNonRoot(pod, c, img); err != nil {
+			w.step(StepCreate, c.Name, "", start, err)
+			return failed(reasonCreateConfigError, err)
+		}
+	}
 	cfg, err := w.containerConfig(pod, c, attempt, imageRef, st)
 	if err != nil {
 		w.step(StepCreate, c.Name, "", start, err)

@@ -3,6 +3,7 @@ package podmanager
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ type fakeRuntime struct {
 	sbConfigs  map[string]*runtimeapi.PodSandboxConfig
 	containers map[string]*fakeContainer
 	images     map[string]string // name -> image ID
+	imageUsers map[string]string // image ID -> the image config's user ("" or absent: none)
 	calls      []string
 
 	runSandboxErr error
@@ -45,6 +47,7 @@ func newFakeRuntime() *fakeRuntime {
 		sbConfigs:    map[string]*runtimeapi.PodSandboxConfig{},
 		containers:   map[string]*fakeContainer{},
 		images:       map[string]string{"busybox:1.36": "sha256:bb"},
+		imageUsers:   map[string]string{},
 		stopTimeouts: map[string]int64{},
 	}
 }
@@ -225,10 +228,27 @@ func (f *fakeRuntime) ContainerStatus(_ context.Context, id string, _ bool) (*ru
 func (f *fakeRuntime) ImageStatus(_ context.Context, img *runtimeapi.ImageSpec) (*runtimeapi.Image, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if id, ok := f.images[img.Image]; ok {
-		return &runtimeapi.Image{Id: id}, nil
+	id, ok := f.images[img.Image]
+	if !ok {
+		for _, known := range f.images {
+			if known == img.Image { // looked up by ID, as after a pull
+				id, ok = known, true
+			}
+		}
 	}
-	return nil, nil
+	if !ok {
+		return nil, nil
+	}
+	out := &runtimeapi.Image{Id: id}
+	// As containerd reports the image config's user: a number is Uid, a name is Username.
+	if u := f.imageUsers[id]; u != "" {
+		if n, err := strconv.ParseInt(u, 10, 64); err == nil {
+			out.Uid = &runtimeapi.Int64Value{Value: n}
+		} else {
+			out.Username = u
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeRuntime) PullImage(_ context.Context, img *runtimeapi.ImageSpec, _ *runtimeapi.AuthConfig, _ *runtimeapi.PodSandboxConfig) (string, error) {

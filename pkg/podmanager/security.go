@@ -1,6 +1,8 @@
 package podmanager
 
 import (
+	"fmt"
+
 	v1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -96,4 +98,54 @@ func containerSecurityContext(pod *v1.Pod, c *v1.Container) *runtimeapi.LinuxCon
 		sc.RunAsGroup = &runtimeapi.Int64Value{Value: *runAsGroup}
 	}
 	return sc
+}
+
+// runAsNonRoot is the pod's or the container's runAsNonRoot, the container's winning.
+func runAsNonRoot(pod *v1.Pod, c *v1.Container) bool {
+	v := false
+	if psc := pod.Spec.SecurityContext; psc != nil && psc.RunAsNonRoot != nil {
+		v = *psc.RunAsNonRoot
+	}
+	if csc := c.SecurityContext; csc != nil && csc.RunAsNonRoot != nil {
+		v = *csc.RunAsNonRoot
+	}
+	return v
+}
+
+// effectiveRunAsUser is the pod's or the container's runAsUser, the container's winning.
+func effectiveRunAsUser(pod *v1.Pod, c *v1.Container) *int64 {
+	var uid *int64
+	if psc := pod.Spec.SecurityContext; psc != nil && psc.RunAsUser != nil {
+		uid = psc.RunAsUser
+	}
+	if csc := c.SecurityContext; csc != nil && csc.RunAsUser != nil {
+		uid = csc.RunAsUser
+	}
+	return uid
+}
+
+// verifyRunAsNonRoot refuses to create a container that runAsNonRoot forbids, as the kubelet
+// does: the runtime does not check it. With runAsUser set, only 0 is refused; otherwise the
+// image's user decides: a numeric user must not be 0, no user at all means root, and a user
+// name cannot be checked without the image's passwd file, so it is refused too. The errors
+// carry the kubelet's phrases, which users search for.
+func verifyRunAsNonRoot(pod *v1.Pod, c *v1.Container, img *runtimeapi.Image) error {
+	if !runAsNonRoot(pod, c) {
+		return nil
+	}
+	podRef := pod.Namespace + "/" + pod.Name
+	if uid := effectiveRunAsUser(pod, c); uid != nil {
+		if *uid == 0 {
+			return fmt.Errorf("container's runAsUser breaks non-root policy (pod: %q, container: %s)", podRef, c.Name)
+		}
+		return nil
+	}
+	switch {
+	case img != nil && img.Uid != nil && img.Uid.Value != 0:
+		return nil
+	case img != nil && img.Uid == nil && img.Username != "":
+		return fmt.Errorf("container has runAsNonRoot and image has non-numeric user (%s), cannot verify user is non-root (pod: %q, container: %s)", img.Username, podRef, c.Name)
+	default:
+		return fmt.Errorf("container has runAsNonRoot and image will run as root (pod: %q, container: %s)", podRef, c.Name)
+	}
 }
