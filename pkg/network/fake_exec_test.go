@@ -21,6 +21,10 @@ type fakeExec struct {
 	calls []execCall
 	// fail makes "<plugin> <COMMAND>" return the error.
 	fail map[string]error
+	// gate, when set, holds every ADD, DEL and CHECK until it yields; running and
+	// maxRunning count the plugins held at once.
+	gate                chan struct{}
+	running, maxRunning int
 }
 
 type execCall struct {
@@ -55,6 +59,16 @@ func (f *fakeExec) ExecPlugin(_ context.Context, pluginPath string, stdinData []
 	f.mu.Unlock()
 	if err != nil {
 		return nil, err
+	}
+	if f.gate != nil && c.command != "VERSION" {
+		f.mu.Lock()
+		f.running++
+		f.maxRunning = max(f.maxRunning, f.running)
+		f.mu.Unlock()
+		<-f.gate
+		f.mu.Lock()
+		f.running--
+		f.mu.Unlock()
 	}
 	switch c.command {
 	case "VERSION":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -359,5 +360,85 @@ func TestGCWaitsForAnADDInAnotherProcess(t *testing.T) {
 	defer release()
 	if _, err := r.Add(context.Background(), webPod("c1")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunnerBoundsPluginsRunningAtOnce: a burst of sandboxes runs at most MaxParallel plugin
+// chains at a time, and every call still completes.
+func TestRunnerBoundsPluginsRunningAtOnce(t *testing.T) {
+	r, fe := newTestRunnerOpts(t, t.TempDir(), RunnerOptions{MaxParallel: 2})
+	fe.gate = make(chan struct{})
+	const n = 6
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := r.Add(context.Background(), webPod(fmt.Sprintf("sb%d", i)))
+			errs <- err
+		}()
+	}
+	waitRunning(t, fe, 2) // two run at once...
+	// ...and, released one at a time, never more.
+	for done := 0; done < n; {
+		select {
+		case fe.gate <- struct{}{}:
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stuck after %d of %d ADDs", done, n)
+		}
+	}
+	fe.mu.Lock()
+	defer fe.mu.Unlock()
+	if fe.maxRunning != 2 {
+		t.Errorf("at most %d plugins ran at once, want 2", fe.maxRunning)
+	}
+}
+
+// TestRunnerWaitingForASlotHonoursTheContext: a caller whose context ends while it waits
+// for a turn gets the context's error, and its ADD is not remembered as an attachment.
+func TestRunnerWaitingForASlotHonoursTheContext(t *testing.T) {
+	r, fe := newTestRunnerOpts(t, t.TempDir(), RunnerOptions{MaxParallel: 1})
+	fe.gate = make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.Add(context.Background(), webPod("sb-first"))
+		first <- err
+	}()
+	waitRunning(t, fe, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := r.Add(ctx, webPod("sb-late")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("late ADD: %v, want the context's deadline", err)
+	}
+	r.mu.Lock()
+	_, known := r.known[attachmentKey{"sb-late", "eth0"}]
+	r.mu.Unlock()
+	if known {
+		t.Error("a late ADD that never ran is remembered as an attachment")
+	}
+	close(fe.gate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitRunning waits until n plugins are held at the fake's gate.
+func waitRunning(t *testing.T, fe *fakeExec, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fe.mu.Lock()
+		running := fe.running
+		fe.mu.Unlock()
+		if running == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d plugins running, want %d", running, n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
