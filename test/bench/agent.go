@@ -118,6 +118,16 @@ func (a *agent) stop() {
 	if a.cmd == nil || a.cmd.Process == nil {
 		return
 	}
+	a.stopProcess()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := removeSandboxes(ctx, a.rt, map[string]string{cri.LabelNodeName: a.node}); err != nil {
+		progress("removing the pods of agent %s: %v", a.node, err)
+	}
+}
+
+// stopProcess ends the agent's process only; its pods keep running.
+func (a *agent) stopProcess() {
 	if !a.exited() {
 		_ = a.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -127,11 +137,6 @@ func (a *agent) stop() {
 			_ = a.cmd.Process.Kill()
 			<-a.done
 		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := removeSandboxes(ctx, a.rt, map[string]string{cri.LabelNodeName: a.node}); err != nil {
-		progress("removing the pods of agent %s: %v", a.node, err)
 	}
 }
 

@@ -26,7 +26,7 @@ func (b *bench) footprint(ctx context.Context) error {
 	defer a.stop()
 
 	b.report.note("footprint: one agent with default flags, pods added to it; the window starts when /pods shows every pod Running; " +
-		"CPU = utime+stime from /proc/PID/stat over the window, RSS = VmRSS (peak = VmHWM, private = RssAnon: RSS less the binary's file pages) at its end")
+		"CPU = utime+stime from /proc/PID/stat over the window, RSS = VmRSS (peak = VmHWM, private = RssAnon: RSS less the binary's file pages; threads from /proc/PID/status) at its end")
 	have := 0
 	for _, n := range b.opts.footprint {
 		for i := have; i < n; i++ {
@@ -52,7 +52,7 @@ func (b *bench) footprint(ctx context.Context) error {
 		if err != nil || a.exited() {
 			return fmt.Errorf("agent exited during the idle window:%s", a.tail(10))
 		}
-		row := footprintRow{pods: n, rss: after.rss, hwm: after.hwm, anon: after.anon, cpu: cpuPercent(before, after), window: after.at.Sub(before.at)}
+		row := footprintRow{pods: n, rss: after.rss, hwm: after.hwm, anon: after.anon, threads: after.threads, cpu: cpuPercent(before, after), window: after.at.Sub(before.at)}
 		if n >= targetPods {
 			row.target = fmt.Sprintf("<= %s, <= %.0f %%", mib(targetRSS), targetCPU)
 			switch rssOK, cpuOK := row.rss <= targetRSS, row.cpu <= targetCPU; {

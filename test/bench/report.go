@@ -47,7 +47,8 @@ type footprintRow struct {
 	label    string // what ran during the window; default "<pods> pods running"
 	pods     int
 	rss, hwm uint64
-	anon     uint64  // RssAnon
+	anon     uint64 // RssAnon
+	threads  uint64
 	cpu      float64 // percent of one core over window
 	window   time.Duration
 	target   string
@@ -165,9 +166,13 @@ func (r *report) print(w io.Writer) {
 
 	if len(r.footprint) > 0 {
 		t := &table{}
-		t.add("FOOTPRINT (agent process)", "RSS", "peak RSS", "private", "CPU", "window", "target", "result")
+		t.add("FOOTPRINT (agent process)", "RSS", "peak RSS", "private", "threads", "CPU", "window", "target", "result")
 		for _, row := range r.footprint {
-			t.add(row.title(), mib(row.rss), mib(row.hwm), mib(row.anon),
+			rss, hwm, anon, threads := mib(row.rss), mib(row.hwm), mib(row.anon), fmt.Sprint(row.threads)
+			if row.rss == 0 { // a floor row: not the agent's memory
+				rss, hwm, anon, threads = "-", "-", "-", "-"
+			}
+			t.add(row.title(), rss, hwm, anon, threads,
 				fmt.Sprintf("%.2f %% of a core", row.cpu), row.window.Round(100*time.Millisecond).String(),
 				row.target, row.result)
 		}
