@@ -276,11 +276,20 @@ func run(ctx context.Context, cfg *config) error {
 		merged := controlplane.NewMergedConfigs(configs, k.configs)
 		volConfigs, envConfigs, tokens = merged, merged, k.tokens
 	}
+	// What a resourceFieldRef to a limit a container does not set reads, as the kubelet
+	// reads it: the node's allocatable, the same a registered Node reports.
+	sysRes, _ := resourceList("system-reserved", cfg.SystemReserved) // validated with the config
+	kubeRes, _ := resourceList("kube-reserved", cfg.KubeReserved)
+	alloc, err := controlplane.NodeAllocatable(controlplane.HostMachine(), cfg.RootDir, sysRes, kubeRes)
+	if err != nil {
+		log.WithError(err).Warn("node allocatable is partly unknown: resourceFieldRefs to unset limits of the missing resources will fail")
+	}
 	volumes, err := volume.New(volume.Config{
-		RootDir: cfg.RootDir,
-		Source:  volConfigs,
-		Tokens:  tokens,
-		Log:     log.WithField("component", "volumes"),
+		RootDir:     cfg.RootDir,
+		Source:      volConfigs,
+		Tokens:      tokens,
+		Allocatable: alloc,
+		Log:         log.WithField("component", "volumes"),
 	})
 	if err != nil {
 		return fmt.Errorf("root-dir: %w", err)
@@ -298,6 +307,7 @@ func run(ctx context.Context, cfg *config) error {
 		Prober:       probes,
 		Volumes:      volumes,
 		Configs:      envConfigs,
+		Allocatable:  alloc,
 		Network:      netSvc,
 		Backoff: backoff.Config{
 			Initial: cfg.RestartBackoffInitial,

@@ -145,16 +145,8 @@ func (n *NodeAgent) desiredStatus(ctx context.Context) v1.NodeStatus {
 	}
 	st.Addresses = append(st.Addresses, v1.NodeAddress{Type: v1.NodeHostName, Address: n.hostname})
 
-	st.Capacity = v1.ResourceList{v1.ResourcePods: *resource.NewQuantity(int64(n.maxPods), resource.DecimalSI)}
-	if info.CPUs > 0 {
-		st.Capacity[v1.ResourceCPU] = *resource.NewQuantity(int64(info.CPUs), resource.DecimalSI)
-	}
-	if m := n.readings.memory; m != nil {
-		st.Capacity[v1.ResourceMemory] = *resource.NewQuantity(int64(m.Total), resource.BinarySI)
-	}
-	if fs := n.readings.fs; fs != nil {
-		st.Capacity[v1.ResourceEphemeralStorage] = *resource.NewQuantity(int64(fs.Capacity), resource.BinarySI)
-	}
+	st.Capacity = machineCapacity(info.CPUs, n.readings.memory, n.readings.fs)
+	st.Capacity[v1.ResourcePods] = *resource.NewQuantity(int64(n.maxPods), resource.DecimalSI)
 	st.Allocatable = allocatable(st.Capacity, n.reserved)
 	st.Conditions = n.conditions(ctx)
 	return st
@@ -212,6 +204,50 @@ func diskPressure(fs FilesystemStats) bool {
 		return true
 	}
 	return fs.Inodes > 0 && fs.InodesFree*100 < fs.Inodes*inodesFreeMinPct
+}
+
+// machineCapacity is the host's CPUs, memory and the filesystem's size; a reading that is
+// missing (nil, or no CPUs) leaves its resource out.
+func machineCapacity(cpus int, mem *MemoryStats, fs *FilesystemStats) v1.ResourceList {
+	c := v1.ResourceList{}
+	if cpus > 0 {
+		c[v1.ResourceCPU] = *resource.NewQuantity(int64(cpus), resource.DecimalSI)
+	}
+	if mem != nil {
+		c[v1.ResourceMemory] = *resource.NewQuantity(int64(mem.Total), resource.BinarySI)
+	}
+	if fs != nil {
+		c[v1.ResourceEphemeralStorage] = *resource.NewQuantity(int64(fs.Capacity), resource.BinarySI)
+	}
+	return c
+}
+
+// NodeAllocatable is the CPU, memory and ephemeral storage the node offers pods, as a
+// registered Node's status.allocatable reports them: the host's CPUs, its memory and the
+// size of rootDir's filesystem, less the reserved lists. Pods read it through a
+// resourceFieldRef to a limit they do not set. Readings that fail are left out, with the
+// error returned beside what could be read.
+func NodeAllocatable(m Machine, rootDir string, reserved ...v1.ResourceList) (v1.ResourceList, error) {
+	var (
+		errs []error
+		mem  *MemoryStats
+		fs   *FilesystemStats
+	)
+	info, err := m.Info()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read machine info: %w", err))
+	}
+	if r, err := m.Memory(); err != nil {
+		errs = append(errs, fmt.Errorf("read memory: %w", err))
+	} else {
+		mem = &r
+	}
+	if r, err := m.Filesystem(rootDir); err != nil {
+		errs = append(errs, fmt.Errorf("read filesystem of %s: %w", rootDir, err))
+	} else {
+		fs = &r
+	}
+	return allocatable(machineCapacity(info.CPUs, mem, fs), addResources(reserved...)), errors.Join(errs...)
 }
 
 // allocatable is capacity minus reserved, resource by resource, never below zero. Reserved

@@ -45,6 +45,9 @@ type Config struct {
 	// Configs serves the ConfigMaps and Secrets that env and imagePullSecrets refer to;
 	// default: none exist.
 	Configs ConfigSource
+	// Allocatable is the node's allocatable resources, which a resourceFieldRef to a limit
+	// the container does not set reads (as with the kubelet); nil makes that an error.
+	Allocatable v1.ResourceList
 	// Network says whether the pod network is ready; pods that need it (all but hostNetwork
 	// ones) get no sandbox until it is. Nil means always ready (the runtime's own CNI setup).
 	Network Network

@@ -229,7 +229,7 @@ func (w *worker) containerConfig(pod *v1.Pod, c *v1.Container, attempt uint32, i
 			return nil, fmt.Errorf("container %q: %w", c.Name, err)
 		}
 	}
-	env, err := makeEnv(pod, c, podIPs, w.m.cfg.NodeIP, w.m.cfg.Configs)
+	env, err := makeEnv(pod, c, podIPs, w.m.cfg.NodeIP, w.m.cfg.Configs, w.m.cfg.Allocatable)
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ type ConfigSource interface {
 // each, keys that are not valid variable names skipped), then env in order, where a value may
 // use $(VAR) of the variables before it, or come from a fieldRef, a resourceFieldRef, a
 // ConfigMap key or a Secret key. A missing non-optional reference is an error that names it.
-func makeEnv(pod *v1.Pod, c *v1.Container, podIPs []string, nodeIP string, configs ConfigSource) ([]*runtimeapi.KeyValue, error) {
+func makeEnv(pod *v1.Pod, c *v1.Container, podIPs []string, nodeIP string, configs ConfigSource, allocatable v1.ResourceList) ([]*runtimeapi.KeyValue, error) {
 	vars := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -52,7 +52,7 @@ func makeEnv(pod *v1.Pod, c *v1.Container, podIPs []string, nodeIP string, confi
 	for i, e := range c.Env {
 		val := expand(e.Value, vars)
 		if src := e.ValueFrom; src != nil {
-			v, skip, err := envSourceValue(pod, c, src, podIPs, nodeIP, configs)
+			v, skip, err := envSourceValue(pod, c, src, podIPs, nodeIP, configs, allocatable)
 			if err != nil {
 				return nil, fmt.Errorf("container %q: env[%d] (%s): %w", c.Name, i, e.Name, err)
 			}
@@ -99,7 +99,7 @@ func envFromData(namespace string, from v1.EnvFromSource, configs ConfigSource) 
 }
 
 // envSourceValue answers one valueFrom; skip is true for an absent optional reference.
-func envSourceValue(pod *v1.Pod, c *v1.Container, src *v1.EnvVarSource, podIPs []string, nodeIP string, configs ConfigSource) (value string, skip bool, err error) {
+func envSourceValue(pod *v1.Pod, c *v1.Container, src *v1.EnvVarSource, podIPs []string, nodeIP string, configs ConfigSource, allocatable v1.ResourceList) (value string, skip bool, err error) {
 	optional := func(o *bool) bool { return o != nil && *o }
 	switch {
 	case src.FieldRef != nil:
@@ -110,7 +110,7 @@ func envSourceValue(pod *v1.Pod, c *v1.Container, src *v1.EnvVarSource, podIPs [
 		if ref.ContainerName == "" {
 			ref.ContainerName = c.Name
 		}
-		v, err := volume.ResourceFieldValue(pod, &ref)
+		v, err := volume.ResourceFieldValue(pod, &ref, allocatable)
 		return v, false, err
 	case src.ConfigMapKeyRef != nil:
 		ref := src.ConfigMapKeyRef

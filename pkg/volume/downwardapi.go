@@ -11,15 +11,15 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-func downwardAPIVolumePayload(pod *v1.Pod, src *v1.DownwardAPIVolumeSource) (map[string]file, error) {
+func downwardAPIVolumePayload(pod *v1.Pod, src *v1.DownwardAPIVolumeSource, allocatable v1.ResourceList) (map[string]file, error) {
 	b := payloadBuilder{}
-	if err := addDownwardAPI(b, pod, src.Items, modeOr(src.DefaultMode, defaultFileMode)); err != nil {
+	if err := addDownwardAPI(b, pod, src.Items, modeOr(src.DefaultMode, defaultFileMode), allocatable); err != nil {
 		return nil, err
 	}
 	return b, b.check()
 }
 
-func addDownwardAPI(b payloadBuilder, pod *v1.Pod, items []v1.DownwardAPIVolumeFile, defaultMode int32) error {
+func addDownwardAPI(b payloadBuilder, pod *v1.Pod, items []v1.DownwardAPIVolumeFile, defaultMode int32, allocatable v1.ResourceList) error {
 	for i, it := range items {
 		var val string
 		var err error
@@ -29,7 +29,7 @@ func addDownwardAPI(b payloadBuilder, pod *v1.Pod, items []v1.DownwardAPIVolumeF
 		case it.FieldRef != nil:
 			val, err = FieldValue(pod, it.FieldRef.FieldPath)
 		case it.ResourceFieldRef != nil:
-			val, err = ResourceFieldValue(pod, it.ResourceFieldRef)
+			val, err = ResourceFieldValue(pod, it.ResourceFieldRef, allocatable)
 		default:
 			err = fmt.Errorf("one of fieldRef and resourceFieldRef is required")
 		}
@@ -91,8 +91,9 @@ func formatMap(m map[string]string) string {
 
 // ResourceFieldValue answers a resourceFieldRef of the named container as the kubelet does:
 // the limit or request divided by the divisor (default 1), rounded up; a request defaults to
-// the limit. Env refs fill ContainerName with their own container before calling it.
-func ResourceFieldValue(pod *v1.Pod, ref *v1.ResourceFieldSelector) (string, error) {
+// the limit, and a limit the container does not set is the node's allocatable amount (nil
+// when unknown). Env refs fill ContainerName with their own container before calling it.
+func ResourceFieldValue(pod *v1.Pod, ref *v1.ResourceFieldSelector, allocatable v1.ResourceList) (string, error) {
 	if ref.ContainerName == "" {
 		return "", fmt.Errorf("resourceFieldRef %q: containerName is required in a volume", ref.Resource)
 	}
@@ -118,7 +119,10 @@ func ResourceFieldValue(pod *v1.Pod, ref *v1.ResourceFieldSelector) (string, err
 	if kind == "limits" {
 		l, ok := c.Resources.Limits[rn]
 		if !ok {
-			return "", fmt.Errorf("resourceFieldRef %q: container %q sets no %s limit, and the node's allocatable (the kubelet's default) is not known here", ref.Resource, c.Name, name)
+			l, ok = allocatable[rn]
+		}
+		if !ok {
+			return "", fmt.Errorf("resourceFieldRef %q: container %q sets no %s limit, and the node's allocatable %s (the kubelet's default) is not known", ref.Resource, c.Name, name, name)
 		}
 		q = l
 	} else {

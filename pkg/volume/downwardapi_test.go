@@ -2,10 +2,12 @@ package volume
 
 import (
 	"context"
+	"io"
 	"maps"
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -105,5 +107,32 @@ func TestDownwardAPIVolumeErrors(t *testing.T) {
 				t.Fatalf("SetUp error = %v, want it to name the volume and contain %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestUnsetLimitsReadTheNodesAllocatable: as with the kubelet, a resourceFieldRef to a limit
+// the container does not set gives the node's allocatable amount.
+func TestUnsetLimitsReadTheNodesAllocatable(t *testing.T) {
+	env := newTestEnv(t)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	m, err := New(Config{RootDir: env.root, Source: env.source, Mounter: env.mounter, Log: logrus.NewEntry(log),
+		Allocatable: v1.ResourceList{v1.ResourceCPU: resource.MustParse("2"), v1.ResourceMemory: resource.MustParse("3Gi")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := func(path, r, divisor string) v1.DownwardAPIVolumeFile {
+		return v1.DownwardAPIVolumeFile{Path: path, ResourceFieldRef: &v1.ResourceFieldSelector{ContainerName: "app", Resource: r, Divisor: resource.MustParse(divisor)}}
+	}
+	pod := testPod(v1.Volume{Name: "info", VolumeSource: v1.VolumeSource{DownwardAPI: &v1.DownwardAPIVolumeSource{Items: []v1.DownwardAPIVolumeFile{
+		sel("cpu_m", "limits.cpu", "1m"), sel("mem_mi", "limits.memory", "1Mi"), sel("req_cpu_m", "requests.cpu", "1m"),
+	}}}})
+	pod.Spec.Containers[0].Resources.Requests = v1.ResourceList{v1.ResourceCPU: resource.MustParse("250m")}
+	if _, err := m.SetUp(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"cpu_m": "2000", "mem_mi": "3072", "req_cpu_m": "250"}
+	if got := readVolume(t, env.volDir(pod, pluginDownwardAPI, "info")); !maps.Equal(got, want) {
+		t.Fatalf("files = %q, want %q", got, want)
 	}
 }

@@ -47,6 +47,10 @@ type Config struct {
 	// Tokens issues service-account tokens for projected serviceAccountToken sources.
 	// Optional: without it (no control plane) such a source is an error that says so.
 	Tokens TokenSource
+	// Allocatable is the node's allocatable resources: a resourceFieldRef to a limit the
+	// container does not set reads it, as with the kubelet. Optional: without it such a
+	// reference is an error that says so.
+	Allocatable v1.ResourceList
 	// Mounter mounts and unmounts tmpfs volumes. Default HostMounter().
 	Mounter Mounter
 	// Log is the package's logger (required).
@@ -58,6 +62,7 @@ type Manager struct {
 	podsDir string
 	source  ConfigSource
 	tokens  TokenSource // nil without a control plane
+	alloc   v1.ResourceList
 	mounter Mounter
 	log     *logrus.Entry
 }
@@ -81,6 +86,7 @@ func New(cfg Config) (*Manager, error) {
 		podsDir: filepath.Join(root, "pods"),
 		source:  cfg.Source,
 		tokens:  cfg.Tokens,
+		alloc:   cfg.Allocatable,
 		mounter: cfg.Mounter,
 		log:     cfg.Log,
 	}
@@ -137,7 +143,7 @@ func (m *Manager) setUpVolume(pod *v1.Pod, vol *v1.Volume) (string, error) {
 		}
 		return m.setUpAtomic(m.volumeDir(pod.UID, pluginSecret, vol.Name), true, payload)
 	case src.DownwardAPI != nil:
-		payload, err := downwardAPIVolumePayload(pod, src.DownwardAPI)
+		payload, err := downwardAPIVolumePayload(pod, src.DownwardAPI, m.alloc)
 		if err != nil {
 			return "", err
 		}

@@ -38,7 +38,7 @@ func (m *Manager) projectedVolumePayload(pod *v1.Pod, src *v1.ProjectedVolumeSou
 				err = addKeys(b, "secret", s.Secret.Name, data, s.Secret.Items, mode, s.Secret.Optional)
 			}
 		case s.DownwardAPI != nil:
-			err = addDownwardAPI(b, pod, s.DownwardAPI.Items, mode)
+			err = addDownwardAPI(b, pod, s.DownwardAPI.Items, mode, m.alloc)
 		case s.ServiceAccountToken != nil:
 			err = m.addServiceAccountToken(b, pod, s.ServiceAccountToken, mode)
 		case s.ClusterTrustBundle != nil:

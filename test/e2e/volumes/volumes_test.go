@@ -281,3 +281,87 @@ spec:
 		t.Fatalf("GREETING = %q", out)
 	}
 }
+
+// TestResourceFieldRefWithoutALimitReadsTheNodesAllocatable: a container that sets no limits
+// reads the node's CPUs and memory (less --system-reserved) through resourceFieldRef, in env
+// and in a downwardAPI volume, as under the kubelet.
+func TestResourceFieldRefWithoutALimitReadsTheNodesAllocatable(t *testing.T) {
+	t.Parallel()
+	a := framework.StartAgent(t, framework.AgentOptions{ExtraArgs: []string{"--system-reserved", "memory=100Mi"}})
+	a.WriteManifest("alloc.yaml", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: alloc}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: %s
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "100000"]
+    env:
+    - name: CPU_LIMIT
+      valueFrom: {resourceFieldRef: {resource: limits.cpu}}
+    volumeMounts: [{name: info, mountPath: /info}]
+  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - path: mem_mi
+        resourceFieldRef: {containerName: main, resource: limits.memory, divisor: 1Mi}
+`, framework.TB.BusyboxImage))
+	p := a.WaitRunning("alloc", 60*time.Second)
+
+	out, code := execIn(t, p, "sh", "-c", "echo $CPU_LIMIT; cat /info/mem_mi")
+	lines := strings.Fields(out)
+	if code != 0 || len(lines) != 2 {
+		t.Fatalf("exec: %q, exit %d", out, code)
+	}
+	if want := fmt.Sprint(hostCPUs(t)); lines[0] != want {
+		t.Errorf("CPU_LIMIT = %s, want the node's %s CPUs", lines[0], want)
+	}
+	memKiB := hostMemTotalKiB(t)
+	// Capacity is MemTotal, less the 100Mi reserved, divided by 1Mi and rounded up.
+	if want := fmt.Sprint((memKiB - 100*1024 + 1023) / 1024); lines[1] != want {
+		t.Errorf("mem_mi = %s, want %s (MemTotal %d KiB less 100Mi)", lines[1], want, memKiB)
+	}
+}
+
+// hostCPUs counts the online CPUs, as the agent does (/sys/devices/system/cpu/online).
+func hostCPUs(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range strings.Split(strings.TrimSpace(string(b)), ",") {
+		lo, hi, found := strings.Cut(r, "-")
+		var l, h int
+		fmt.Sscan(lo, &l)
+		h = l
+		if found {
+			fmt.Sscan(hi, &h)
+		}
+		n += h - l + 1
+	}
+	return n
+}
+
+func hostMemTotalKiB(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kib int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kib); err != nil {
+				t.Fatal(err)
+			}
+			return kib
+		}
+	}
+	t.Fatal("no MemTotal in /proc/meminfo")
+	return 0
+}
