@@ -12,7 +12,9 @@
 //     source serves them from a ConfigStore (config_store.go), and pull_auth.go reads image
 //     pull secrets.
 //   - kube (kube_source.go): a real Kubernetes API server through client-go, with the node's
-//     own credentials (Node authorizer, NodeRestriction). An informer on spec.nodeName feeds
+//     own credentials (Node authorizer, NodeRestriction). Calls go through package kubeclient,
+//     a narrow client of the four API groups used (client-go's clientset costs megabytes of
+//     resident memory for the groups it registers); tests wrap client-go's fake clientset. An informer on spec.nodeName feeds
 //     the pods to run (terminal and mirror pods left out); PodTerminated finishes a deletion
 //     (grace 0, UID precondition) once the manager has stopped the pod. Around it:
 //     node.go, node_status.go, node_lease.go, machine.go: the Node (registration or

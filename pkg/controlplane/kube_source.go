@@ -61,7 +61,7 @@ func NewKubeSource(cfg KubeSourceConfig) (*KubeSource, error) {
 	if cfg.Client == nil || cfg.NodeName == "" || cfg.Log == nil {
 		return nil, fmt.Errorf("kube source: Client, NodeName and Log are required")
 	}
-	// Through the typed client (not its RESTClient) so a fake clientset serves it in tests.
+	// Through the typed interface (not a REST client) so a fake clientset serves it in tests.
 	selector := fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
 	pods := cfg.Client.CoreV1().Pods(metav1.NamespaceAll)
 	lw := &cache.ListWatch{
