@@ -228,19 +228,10 @@ func containerIDs(a *framework.Agent) []string {
 	return ids
 }
 
-// execIn runs cmd in the pod's container "server" through CRI and returns its stdout,
-// trimmed.
+// execIn runs cmd in the pod's running container "server" and returns its stdout, trimmed.
 func execIn(t *testing.T, a *framework.Agent, p *v1.Pod, cmd ...string) string {
 	t.Helper()
-	for _, c := range a.Containers(map[string]string{cri.LabelPodUID: string(p.UID), cri.LabelContainerName: "server"}) {
-		stdout, stderr, code, err := framework.TB.CRI.ExecSync(t.Context(), c.Id, cmd, 5*time.Second)
-		if err != nil || code != 0 {
-			t.Fatalf("exec %q: exit %d, %v, stderr %q", cmd, code, err, stderr)
-		}
-		return strings.TrimSpace(string(stdout))
-	}
-	t.Fatalf("pod %s has no server container", p.Name)
-	return ""
+	return strings.TrimSpace(framework.MustExec(t, a.Running(t, map[string]string{cri.LabelPodUID: string(p.UID)}, "server").Id, cmd...))
 }
 
 func TestPodDeletedWhileTheAgentWasDownIsCleanedUpOnStart(t *testing.T) {

@@ -146,21 +146,7 @@ func sandboxIP(t *testing.T, a *framework.Agent, pod *v1.Pod) (string, string) {
 // execIn runs cmd in the pod's running container "server" and returns its stdout.
 func execIn(t *testing.T, a *framework.Agent, pod *v1.Pod, cmd ...string) string {
 	t.Helper()
-	cs := a.Containers(map[string]string{cri.LabelPodUID: string(pod.UID), cri.LabelContainerName: "server"})
-	for _, c := range cs {
-		if c.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		stdout, stderr, code, err := framework.TB.CRI.ExecSync(ctx, c.Id, cmd, 5*time.Second)
-		if err != nil || code != 0 {
-			t.Fatalf("exec %q in %s: exit %d, %v; stdout %q, stderr %q", cmd, pod.Name, code, err, stdout, stderr)
-		}
-		return string(stdout)
-	}
-	t.Fatalf("pod %s has no running server container", pod.Name)
-	return ""
+	return framework.MustExec(t, a.Running(t, map[string]string{cri.LabelPodUID: string(pod.UID)}, "server").Id, cmd...)
 }
 
 // hostVeth is the host side of the pod's veth pair, from the agent's cached CNI result.

@@ -1,11 +1,9 @@
 package pods
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "k8s.io/api/core/v1"
 
@@ -53,8 +51,7 @@ spec:
 
 	p := a.WaitRunning("asuser", startTimeout)
 	id := strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")
-	out, _, code, err := framework.TB.CRI.ExecSync(context.Background(), id, []string{"id", "-u"}, 10*time.Second)
-	if err != nil || code != 0 || strings.TrimSpace(string(out)) != "1000" {
-		t.Fatalf("id -u in asuser: %q, exit %d, %v", out, code, err)
+	if out := framework.MustExec(t, id, "id", "-u"); strings.TrimSpace(out) != "1000" {
+		t.Fatalf("id -u in asuser: %q", out)
 	}
 }

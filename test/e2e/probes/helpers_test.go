@@ -108,29 +108,13 @@ func describe(p *v1.Pod) string {
 // runningContainer is the running instance of the pod's container, as crictl ps shows it.
 func runningContainer(t *testing.T, a *framework.Agent, pod, container string) *runtimeapi.Container {
 	t.Helper()
-	var running []*runtimeapi.Container
-	for _, c := range a.Containers(map[string]string{cri.LabelPodName: a.PodName(pod), cri.LabelContainerName: container}) {
-		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-			running = append(running, c)
-		}
-	}
-	if len(running) != 1 {
-		t.Fatalf("pod %s: %d running instances of container %s, want 1", a.PodName(pod), len(running), container)
-	}
-	return running[0]
+	return a.Running(t, map[string]string{cri.LabelPodName: a.PodName(pod)}, container)
 }
 
-// execIn runs cmd in the pod's running container through CRI ExecSync (what kubectl exec
-// would do) and fails the test unless it exits 0.
+// execIn runs cmd in the pod's running container and fails the test unless it exits 0.
 func execIn(t *testing.T, a *framework.Agent, pod, container string, cmd ...string) {
 	t.Helper()
-	c := runningContainer(t, a, pod, container)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stdout, stderr, code, err := framework.TB.CRI.ExecSync(ctx, c.Id, cmd, 5*time.Second)
-	if err != nil || code != 0 {
-		t.Fatalf("exec %q in %s/%s: exit %d, %v; stdout %q, stderr %q", cmd, pod, container, code, err, stdout, stderr)
-	}
+	framework.MustExec(t, runningContainer(t, a, pod, container).Id, cmd...)
 }
 
 // criStartedAt is when the runtime started the container instance.

@@ -19,11 +19,8 @@ import (
 func execIn(t *testing.T, p *v1.Pod, cmd ...string) (string, int32) {
 	t.Helper()
 	id := strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")
-	out, errOut, code, err := framework.TB.CRI.ExecSync(context.Background(), id, cmd, 10*time.Second)
-	if err != nil {
-		t.Fatalf("exec %v: %v", cmd, err)
-	}
-	return string(out) + string(errOut), code
+	stdout, stderr, code := framework.Exec(t, id, cmd...)
+	return stdout + stderr, code
 }
 
 func configMap(name, value string) string {
