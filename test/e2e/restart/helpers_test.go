@@ -46,7 +46,8 @@ spec:
 type instance struct {
 	id       string
 	restarts int
-	started  time.Time
+	created  time.Time // when the agent's CreateContainer made it: the agent's decision
+	started  time.Time // when the runtime started it, which a loaded machine can delay
 	finished time.Time
 }
 
@@ -79,6 +80,9 @@ func record(t *testing.T, a *framework.Agent, podName, container string) *record
 				if in == nil {
 					in = &instance{id: c.Id, restarts: n}
 					r.seen[c.Id] = in
+				}
+				if s.CreatedAt != 0 {
+					in.created = time.Unix(0, s.CreatedAt)
 				}
 				if s.StartedAt != 0 {
 					in.started = time.Unix(0, s.StartedAt)
