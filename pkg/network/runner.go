@@ -72,16 +72,16 @@ type RunnerOptions struct {
 	// Now is the clock GCGrace is measured with; nil means time.Now.
 	Now func() time.Time
 	// MaxParallel bounds the ADD, DEL and CHECK calls whose plugins run at once; others wait
-	// their turn. Zero means DefaultMaxParallel.
+	// their turn. Zero means DefaultMaxParallel().
 	MaxParallel int
 }
 
-// DefaultMaxParallel is RunnerOptions.MaxParallel's default. Each running plugin holds an OS
-// thread of the agent while it waits for the child, and the Go runtime keeps every thread it
-// ever made: a burst of 100 sandboxes run unbounded left the agent with 70 idle threads
-// (about 3 MiB of their stacks). Plugins are mostly CPU and netlink work, so more at once
-// than a few per core would not finish sooner.
-var DefaultMaxParallel = max(4, 2*runtime.NumCPU())
+// DefaultMaxParallel is RunnerOptions.MaxParallel's default: two per CPU, at least four.
+// Each running plugin holds an OS thread of the agent while it waits for the child, and the
+// Go runtime keeps every thread it ever made: a burst of 100 sandboxes run unbounded left the
+// agent with 70 idle threads (about 3 MiB of their stacks). Plugins are mostly CPU and
+// netlink work, so more at once than a few per core would not finish sooner.
+func DefaultMaxParallel() int { return max(4, 2*runtime.NumCPU()) }
 
 // DefaultGCGrace is RunnerOptions.GCGrace's default: far longer than any RunPodSandbox.
 const DefaultGCGrace = 2 * time.Minute
@@ -147,7 +147,7 @@ func NewRunner(network *Network, cacheDir string, opts RunnerOptions) (*Runner, 
 	}
 	n := opts.MaxParallel
 	if n <= 0 {
-		n = DefaultMaxParallel
+		n = DefaultMaxParallel()
 	}
 	r.slots = make(chan struct{}, n)
 	if r.now == nil {
