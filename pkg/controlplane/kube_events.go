@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	v1 "k8s.io/api/core/v1"
@@ -53,18 +54,28 @@ func (r *EventRecorder) Event(pod *v1.Pod, eventType, reason, message string) {
 func (r *EventRecorder) Stop() { r.broadcaster.Shutdown() }
 
 // eventSink writes the broadcaster's events in the namespace of each event, as client-go's
-// EventSinkImpl does. The broadcaster's interface has no context; its calls are bounded by
-// the client's timeout and retried by the broadcaster a few times.
+// EventSinkImpl does. The broadcaster's interface has no context, so each call gets its own
+// bounded one: an API server that accepts and never answers must not stall the broadcaster
+// (it retries a failed write a few times, then drops the event).
 type eventSink struct{ client kubeclient.Interface }
 
+// eventWriteTimeout bounds one event write.
+const eventWriteTimeout = 30 * time.Second
+
 func (s eventSink) Create(e *v1.Event) (*v1.Event, error) {
-	return s.client.CoreV1().Events(e.Namespace).Create(context.TODO(), e, metav1.CreateOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), eventWriteTimeout)
+	defer cancel()
+	return s.client.CoreV1().Events(e.Namespace).Create(ctx, e, metav1.CreateOptions{})
 }
 
 func (s eventSink) Update(e *v1.Event) (*v1.Event, error) {
-	return s.client.CoreV1().Events(e.Namespace).Update(context.TODO(), e, metav1.UpdateOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), eventWriteTimeout)
+	defer cancel()
+	return s.client.CoreV1().Events(e.Namespace).Update(ctx, e, metav1.UpdateOptions{})
 }
 
 func (s eventSink) Patch(e *v1.Event, data []byte) (*v1.Event, error) {
-	return s.client.CoreV1().Events(e.Namespace).Patch(context.TODO(), e.Name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), eventWriteTimeout)
+	defer cancel()
+	return s.client.CoreV1().Events(e.Namespace).Patch(ctx, e.Name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
 }
