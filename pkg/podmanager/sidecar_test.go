@@ -219,10 +219,25 @@ func TestAnnouncedExitIsAwaitedUntilCRIShowsIt(t *testing.T) {
 	if len(w.announced) != 0 {
 		t.Fatal("the announced exit was not forgotten once seen")
 	}
-	// An announcement CRI never confirms is given up after a while.
-	h.m.HandleContainerEvent("ghost", string(pod.UID), "stopped")
-	h.clk.Step(announcedExitWait)
-	if next, _ := w.syncOnce(t.Context()); next == announcedExitRetry {
-		t.Fatal("kept polling for an exit that never showed")
+	// An announcement CRI is slow to confirm is awaited less eagerly after a while, and
+	// given up (left to the relist) in the end.
+	var current string
+	for _, c := range h.rt.byName("a") {
+		if c.c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			current = c.c.Id
+		}
+	}
+	h.m.HandleContainerEvent(current, string(pod.UID), "stopped")
+	for _, step := range []struct {
+		after time.Duration
+		want  time.Duration
+	}{{0, announcedExitRetry}, {announcedExitFast, announcedExitSlowRetry}, {announcedExitWait - announcedExitFast, h.m.cfg.ResyncPeriod}} {
+		h.clk.Step(step.after)
+		if next, _ := w.syncOnce(t.Context()); next != step.want {
+			t.Fatalf("%v later: next look in %v, want %v", step.after, next, step.want)
+		}
+	}
+	if len(w.announced) != 0 {
+		t.Fatal("kept an announcement CRI never confirmed")
 	}
 }

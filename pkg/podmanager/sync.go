@@ -59,25 +59,33 @@ func (w *worker) countRunning(now runningCounts) {
 	w.running = now
 }
 
-// announcedExitWait bounds how long a worker keeps looking again for an exit the runtime
-// announced but its CRI view does not show yet; past it, the relist is the safety net.
+// An exit announced by containerd's own events reaches the agent before containerd's CRI
+// has recorded it (CRI first deletes the task). The worker looks again quickly while CRI
+// usually catches up, then more slowly, since a loaded containerd can take seconds; past
+// announcedExitWait the relist is the safety net.
 const (
-	announcedExitWait  = 2 * time.Second
-	announcedExitRetry = 10 * time.Millisecond
+	announcedExitRetry     = 10 * time.Millisecond
+	announcedExitFast      = 2 * time.Second
+	announcedExitSlowRetry = 250 * time.Millisecond
+	announcedExitWait      = 30 * time.Second
 )
 
-// awaitAnnouncedExits asks for a quick resync while an exit the event stream announced is
-// not visible through CRI yet, so a restart does not wait for the next relist.
+// awaitAnnouncedExits asks for a resync while an exit the event stream announced is not
+// visible through CRI yet, so a restart does not wait for the next relist.
 func (w *worker) awaitAnnouncedExits(st *podState, again requeue) {
 	now := w.m.cfg.Clock.Now()
 	w.m.mu.Lock()
 	defer w.m.mu.Unlock()
 	for id, at := range w.announced {
-		if st.stillRunning(id) && now.Sub(at) < announcedExitWait {
+		age := now.Sub(at)
+		switch {
+		case !st.stillRunning(id) || age >= announcedExitWait:
+			delete(w.announced, id)
+		case age < announcedExitFast:
 			again(announcedExitRetry)
-			continue
+		default:
+			again(announcedExitSlowRetry)
 		}
-		delete(w.announced, id)
 	}
 }
 
