@@ -3,6 +3,8 @@ package restart
 import (
 	"context"
 	"fmt"
+	"maps"
+	"regexp"
 	"sort"
 	"strconv"
 	"sync"
@@ -52,16 +54,20 @@ type instance struct {
 }
 
 // recorder polls the runtime for every instance of one container, keeping each one's start
-// and exit even after the agent garbage-collects it.
+// and exit even after the agent garbage-collects it, and the pod's status for the back-off
+// the agent announces while the container waits.
 type recorder struct {
-	mu   sync.Mutex
-	seen map[string]*instance
-	stop func()
+	mu      sync.Mutex
+	seen    map[string]*instance
+	backoff map[int32]string // restart count -> the "back-off 2s" wait shown in CrashLoopBackOff
+	stop    func()
 }
+
+var backoffMessage = regexp.MustCompile(`^back-off (\S+) restarting failed container`)
 
 func record(t *testing.T, a *framework.Agent, podName, container string) *recorder {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &recorder{seen: map[string]*instance{}}
+	r := &recorder{seen: map[string]*instance{}, backoff: map[int32]string{}}
 	done := make(chan struct{})
 	r.stop = func() { cancel(); <-done }
 	t.Cleanup(r.stop)
@@ -92,6 +98,15 @@ func record(t *testing.T, a *framework.Agent, podName, container string) *record
 				}
 				r.mu.Unlock()
 			}
+			if p := a.FindPod(podName); p != nil {
+				if cs := containerStatus(p, container); cs != nil && cs.State.Waiting != nil {
+					if m := backoffMessage.FindStringSubmatch(cs.State.Waiting.Message); m != nil {
+						r.mu.Lock()
+						r.backoff[cs.RestartCount] = m[1]
+						r.mu.Unlock()
+					}
+				}
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(50 * time.Millisecond):
@@ -99,6 +114,13 @@ func record(t *testing.T, a *framework.Agent, podName, container string) *record
 		}
 	}()
 	return r
+}
+
+// backoffs returns the back-off the agent announced at each restart count it was seen waiting.
+func (r *recorder) backoffs() map[int32]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.backoff)
 }
 
 // instances returns what was seen, oldest first.

@@ -25,7 +25,7 @@ func TestAlwaysRestartsWithDoublingDelay(t *testing.T) {
 			a.WriteManifest("crash.yaml", pod("crash", "Always", "exit 1"))
 
 			var ins []instance
-			framework.Eventually(t, 60*time.Second, func() (bool, string) {
+			framework.Eventually(t, 90*time.Second, func() (bool, string) {
 				ins = rec.instances()
 				ok := len(ins) >= 5
 				for i := 0; ok && i < 5; i++ {
@@ -36,9 +36,16 @@ func TestAlwaysRestartsWithDoublingDelay(t *testing.T) {
 				}
 				return ok, fmt.Sprintf("%d instances seen, want 5 started and 4 exited", len(ins))
 			})
-			// The wait is the agent's: from the exit to its CreateContainer. StartContainer
-			// then takes containerd tens of milliseconds, or seconds on a loaded machine.
+			// The agent's decisions are judged so that a loaded machine cannot fail them:
+			//  - no restart comes before its backoff: the runtime created the next instance at
+			//    least that long after the exit (a slow containerd only makes the gap longer);
+			//  - the back-off the agent announces while the container waits doubles (seen
+			//    whenever the wait lasted longer than the status poll);
+			//  - no restart waits for the resync (60 s) or the relist (5 min), which is what a
+			//    lost exit event or wake-up would cost. The slack above the backoff is
+			//    containerd's: CI saw a stalled containerd finish a CreateContainer 8 s late.
 			want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second}
+			const slack = 20 * time.Second
 			for i, w := range want {
 				gap := ins[i+1].created.Sub(ins[i].finished)
 				t.Logf("restart %d: created %v after the exit, started %v after it (backoff %v)", i+1,
@@ -47,13 +54,24 @@ func TestAlwaysRestartsWithDoublingDelay(t *testing.T) {
 					t.Errorf("restart counts %d then %d", ins[i].restarts, ins[i+1].restarts)
 				}
 				switch {
-				case i == 0 && gap > time.Second:
-					t.Errorf("the first restart took %v; it must be immediate (the exit event was missed?)", gap)
-				case i > 0 && gap < w-100*time.Millisecond:
+				case gap < w-100*time.Millisecond:
 					t.Errorf("restart %d came %v after the exit, before its %v backoff", i+1, gap, w)
-				case i > 0 && gap > w+2*time.Second:
-					t.Errorf("restart %d came %v after the exit, far after its %v backoff", i+1, gap, w)
+				case gap > w+slack:
+					t.Errorf("restart %d came %v after the exit, for a %v backoff: was the exit event or the wake-up lost?", i+1, gap, w)
 				}
+			}
+			announced := rec.backoffs()
+			t.Logf("back-offs announced, by restart count: %v", announced)
+			if b, ok := announced[0]; ok {
+				t.Errorf("the first restart must be immediate, but the agent announced a %s back-off", b)
+			}
+			for restarts, w := range map[int32]string{1: "1s", 2: "2s", 3: "4s"} {
+				if b, ok := announced[restarts]; ok && b != w {
+					t.Errorf("after %d restarts the agent announced a %s back-off, want %s", restarts, b, w)
+				}
+			}
+			if len(announced) == 0 {
+				t.Errorf("the container was never seen in CrashLoopBackOff")
 			}
 			p := a.FindPod("crash")
 			if p == nil || p.Status.Phase != v1.PodRunning {
