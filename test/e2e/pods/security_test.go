@@ -45,11 +45,14 @@ spec:
 	if msg := refused.Status.ContainerStatuses[0].State.Waiting.Message; !strings.Contains(msg, "container has runAsNonRoot and image will run as root") {
 		t.Errorf("message %q", msg)
 	}
-	if cs := a.Containers(map[string]string{cri.LabelPodName: "rootimage"}); len(cs) != 0 {
+	if cs := a.Containers(map[string]string{cri.LabelPodName: a.PodName("rootimage")}); len(cs) != 0 {
 		t.Errorf("%d containers created for rootimage, want none", len(cs))
 	}
 
 	p := a.WaitRunning("asuser", startTimeout)
+	if cs := a.Containers(map[string]string{cri.LabelPodName: a.PodName("asuser")}); len(cs) != 1 {
+		t.Errorf("%d containers found for asuser, want 1 (is the label filter right?)", len(cs))
+	}
 	id := strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")
 	if out := framework.MustExec(t, id, "id", "-u"); strings.TrimSpace(out) != "1000" {
 		t.Fatalf("id -u in asuser: %q", out)
