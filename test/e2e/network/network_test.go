@@ -284,7 +284,7 @@ func TestDelegateWithoutTheAgentFailsCleanly(t *testing.T) {
 
 	// The delegate run by hand, as containerd runs it.
 	cmd := exec.Command(framework.AgentBinary(t))
-	cmd.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=c1", "CNI_NETNS=/proc/self/ns/net", "CNI_IFNAME=eth0", "CNI_PATH=/opt/cni/bin"}
+	cmd.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=c1", "CNI_NETNS=/proc/self/ns/net", "CNI_IFNAME=eth0", "CNI_PATH=" + framework.TB.Values["CNI_BIN_DIR"]}
 	cmd.Stdin = strings.NewReader(`{"cniVersion": "1.0.0", "name": "x", "type": "nodeagent", "socket": "` + filepath.Join(t.TempDir(), "none.sock") + `"}`)
 	out, _ := cmd.Output()
 	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), `"code":11`) || !strings.Contains(string(out), "nodeagent is not reachable") {
