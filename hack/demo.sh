@@ -9,6 +9,8 @@ repo=$(dirname "$here")
 demo_dir=/var/tmp/nodeagent-demo
 index=15
 agent=${NODEAGENT_BIN:-$repo/bin/nodeagent}
+# The CNI delegate containerd runs; testbed.sh links it rather than building its own.
+export NODEAGENT_CNI_BIN=${NODEAGENT_CNI_BIN:-$repo/bin/nodeagent-cni}
 node_name=${NODE_NAME:-$(hostname -s | tr '[:upper:]' '[:lower:]')}
 debug_address=127.0.0.1:10248
 pod=web-$node_name
@@ -20,8 +22,8 @@ die() { log "FAILED: $*"; exit 1; }
 if ss -Hltn "sport = :${debug_address##*:}" | grep -q .; then
 	die "something already listens on $debug_address (another demo?); stop it first"
 fi
-if [ ! -x "$agent" ]; then
-	log "building $agent"
+if [ ! -x "$agent" ] || [ ! -x "$NODEAGENT_CNI_BIN" ]; then
+	log "building $agent and $NODEAGENT_CNI_BIN"
 	make -C "$repo" build
 fi
 
