@@ -9,4 +9,4 @@ CONTAINERD_BIN=$NODEAGENT_CACHE/containerd-$CONTAINERD_VERSION/bin
 CNI_BIN=$NODEAGENT_CACHE/cni-plugins-$CNI_PLUGINS_VERSION/bin
 
 # Debian packages the test bed needs.
-APT_PACKAGES="runc busybox-static iproute2 iptables docker-registry skopeo apache2-utils curl ca-certificates"
+APT_PACKAGES="runc busybox-static iproute2 iptables procps docker-registry skopeo apache2-utils curl ca-certificates"
