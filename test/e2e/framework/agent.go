@@ -35,6 +35,9 @@ type Agent struct {
 	LogsDir     string
 	DebugAddr   string
 	ConfigFile  string
+	// NodeAPIPort is the port of the node API (served on every address, only with
+	// --kubeconfig); each agent has its own, since agents of one package run in parallel.
+	NodeAPIPort int
 
 	t    *testing.T
 	bin  string
@@ -117,6 +120,7 @@ func StartAgent(t *testing.T, opts AgentOptions) *Agent {
 		LogsDir:     filepath.Join(base, "pod-logs"),
 		DebugAddr:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		ConfigFile:  filepath.Join(base, "config.yaml"),
+		NodeAPIPort: freePort(t),
 		t:           t,
 		bin:         binary(t),
 		out:         &syncBuffer{},
@@ -128,9 +132,7 @@ func StartAgent(t *testing.T, opts AgentOptions) *Agent {
 	cfg := fmt.Sprintf("root-dir: %s\npod-manifest-path: %s\npod-logs-dir: %s\nruntime-endpoint: %s\ndebug-address: %s\nlog-level: debug\n",
 		a.RootDir, a.ManifestDir, a.LogsDir, TB.RuntimeEndpoint, a.DebugAddr)
 	cfg += TB.AgentNetworkConfig(a.NodeName)
-	// Its own node API port: agents of one package run in parallel (the API is served only
-	// with --kubeconfig).
-	cfg += fmt.Sprintf("node-api-address: \":%d\"\n", freePort(t))
+	cfg += fmt.Sprintf("node-api-address: \":%d\"\n", a.NodeAPIPort)
 	if err := os.WriteFile(a.ConfigFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -3,15 +3,22 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nodeagent/nodeagent/test/e2e/framework"
+	"github.com/nodeagent/nodeagent/test/kubetb"
 )
+
+// httpClient is for requests to pods; a hung connection fails the test, not the package.
+var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // kubectl runs kubectl as the cluster admin and fails the test on error.
 func kubectl(t *testing.T, args ...string) string {
@@ -73,7 +80,7 @@ func getPod(t *testing.T, ns, name string) *v1.Pod {
 	defer cancel()
 	out, err := cluster.Kubectl(ctx, "get", "pod", "-n", ns, name, "-o", "json")
 	if err != nil {
-		if strings.Contains(err.Error(), "NotFound") || strings.Contains(err.Error(), "not found") {
+		if kerr := (*kubetb.KubectlError)(nil); errors.As(err, &kerr) && kerr.Reason() == metav1.StatusReasonNotFound {
 			return nil
 		}
 		t.Fatalf("kubectl get pod %s/%s: %v", ns, name, err)

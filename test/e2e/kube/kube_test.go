@@ -3,7 +3,6 @@ package kube
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,7 +75,7 @@ func TestKubectlPodRunsShowsItsIPAndEventsAndIsDeleted(t *testing.T) {
 	if !strings.Contains(wide, p.Status.PodIP) || !strings.Contains(wide, a.NodeName) || !strings.Contains(wide, "Running") {
 		t.Errorf("kubectl get -o wide:\n%s", wide)
 	}
-	resp, err := http.Get("http://" + p.Status.PodIP + ":8080/")
+	resp, err := httpClient.Get("http://" + p.Status.PodIP + ":8080/")
 	if err != nil {
 		t.Fatalf("the pod's IP does not answer: %v", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,19 +21,13 @@ import (
 	"github.com/nodeagent/nodeagent/test/e2e/framework"
 )
 
-// nodeAPINode starts an agent whose node API listens on a port of its own (tests run in
-// parallel) and accepts the API server's kubelet client certificate (signed by the cluster
-// CA). It returns the agent, its namespace and the node API's base URL on loopback.
+// nodeAPINode starts an agent whose node API accepts the API server's kubelet client
+// certificate (signed by the cluster CA). It returns the agent, its namespace and the node
+// API's base URL on loopback.
 func nodeAPINode(t *testing.T) (*framework.Agent, string, string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	a, ns := node(t, "--node-api-address", fmt.Sprintf(":%d", port), "--client-ca-file", cluster.CAFile)
-	return a, ns, fmt.Sprintf("https://127.0.0.1:%d", port)
+	a, ns := node(t, "--client-ca-file", cluster.CAFile)
+	return a, ns, fmt.Sprintf("https://127.0.0.1:%d", a.NodeAPIPort)
 }
 
 // nodeAPIClient trusts the agent's self-signed serving certificate (which must name
@@ -317,7 +310,7 @@ func TestKubectlPortForwardThroughTheAPIServer(t *testing.T) {
 		t.Fatalf("kubectl port-forward printed no local port; stderr: %s", stderr.String())
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	resp, err := http.Get("http://127.0.0.1:" + port + "/")
+	resp, err := httpClient.Get("http://127.0.0.1:" + port + "/")
 	if err != nil {
 		t.Fatalf("GET through the forward: %v; kubectl: %s", err, stderr.String())
 	}
