@@ -9,7 +9,6 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
 	"github.com/nodeagent/nodeagent/test/e2e/framework"
@@ -81,20 +80,10 @@ func TestAPIServerOutageKillsNothingAndStatusesCatchUp(t *testing.T) {
 	}
 	stoppedAt := time.Now()
 	// During the outage, flaky's container exits and the agent restarts it as usual.
-	for _, c := range a.Containers(map[string]string{cri.LabelContainerName: "main"}) {
-		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING && strings.HasPrefix(c.Labels[cri.LabelPodName], "flaky") {
-			if _, _, code, err := framework.TB.CRI.ExecSync(t.Context(), c.Id, []string{"touch", "/tmp/exit"}, 5*time.Second); err != nil || code != 0 {
-				t.Fatalf("touch /tmp/exit: %d %v", code, err)
-			}
-		}
-	}
+	flaky := map[string]string{cri.LabelPodNamespace: ns, cri.LabelPodName: "flaky"}
+	framework.MustExec(t, a.Running(t, flaky, "main").Id, "touch", "/tmp/exit")
 	framework.Eventually(t, 30*time.Second, func() (bool, string) {
-		n := 0
-		for _, c := range a.Containers(map[string]string{cri.LabelContainerName: "main"}) {
-			if strings.HasPrefix(c.Labels[cri.LabelPodName], "flaky") {
-				n++
-			}
-		}
+		n := len(a.Containers(map[string]string{cri.LabelPodNamespace: ns, cri.LabelPodName: "flaky", cri.LabelContainerName: "main"}))
 		return n == 2, fmt.Sprintf("%d instances of flaky's container", n)
 	})
 	time.Sleep(time.Until(stoppedAt.Add(outage))) // the outage itself is what is tested
@@ -115,8 +104,9 @@ func TestAPIServerOutageKillsNothingAndStatusesCatchUp(t *testing.T) {
 	if after.Status.Phase != v1.PodRunning {
 		t.Fatalf("steady is %s", after.Status.Phase)
 	}
-	// One warning for the outage, not one per retry.
-	if n := strings.Count(a.Log(), "cannot write pod status to the API server"); n > 2 {
-		t.Errorf("the status outage was logged %d times", n)
+	// One warning for the outage (two if the error changed on the way), not one per retry;
+	// flaky's restart had a status to write, so there is one.
+	if n := strings.Count(a.Log(), "cannot write pod status to the API server"); n < 1 || n > 2 {
+		t.Errorf("the status outage was logged %d times, want 1 or 2", n)
 	}
 }
