@@ -70,7 +70,7 @@ func (w *worker) startOrBackoff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, sb *runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, st *podState, restarts int32, again requeue) (started, acted bool) {
 	attempt := uint32(restarts)
 	log := w.log.WithFields(logrus.Fields{"container": c.Name, "attempt": attempt})
-	imageRef, waiting := w.ensureImage(ctx, pod, c, sbCfg, again)
+	imageRef, img, waiting := w.ensureImage(ctx, pod, c, sbCfg, again)
 	if waiting != nil {
 		w.setWaiting(pod, c.Name, waiting)
 		return false, false
@@ -83,9 +83,10 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		return false, true
 	}
 	start := w.stepStart()
-	if runAsNonRoot(pod, c) {
-		// Only asked when needed: one more runtime call per start.
-		img, err := w.m.images.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image})
+	if img == nil && runAsNonRoot(pod, c) && effectiveRunAsUser(pod, c) == nil {
+		// Just pulled, and the image's user decides: one more runtime call, only then.
+		var err error
+		img, err = w.m.images.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: c.Image})
 		if err == nil && img == nil {
 			err = fmt.Errorf("image %s is no longer present", imageRef)
 		}
@@ -94,10 +95,10 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 			w.step(StepCreate, c.Name, "", start, err)
 			return failed(reasonImageInspectError, err)
 		}
-		if err := verifyRunAsNonRoot(pod, c, img); err != nil {
-			w.step(StepCreate, c.Name, "", start, err)
-			return failed(reasonCreateConfigError, err)
-		}
+	}
+	if err := verifyRunAsNonRoot(pod, c, img); err != nil {
+		w.step(StepCreate, c.Name, "", start, err)
+		return failed(reasonCreateConfigError, err)
 	}
 	cfg, err := w.containerConfig(pod, c, attempt, imageRef, st)
 	if err != nil {

@@ -28,9 +28,10 @@ var errImageNeverPull = errors.New("image not present and imagePullPolicy is Nev
 const pullErrorShown = time.Second
 
 // ensureImage applies c's imagePullPolicy and returns the image reference to create the
-// container from, or why it cannot be had. Sources default the policy (`:latest` or no tag
-// means Always); an empty one is treated as IfNotPresent.
-func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, sbCfg *runtimeapi.PodSandboxConfig, again requeue) (string, *v1.ContainerStateWaiting) {
+// container from, or why it cannot be had. present is the image's status when it was
+// already there (nil after a pull). Sources default the policy (`:latest` or no tag means
+// Always); an empty one is treated as IfNotPresent.
+func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, sbCfg *runtimeapi.PodSandboxConfig, again requeue) (ref string, present *runtimeapi.Image, waiting *v1.ContainerStateWaiting) {
 	spec := &runtimeapi.ImageSpec{Image: c.Image, UserSpecifiedImage: c.Image}
 	log := w.log.WithFields(logrus.Fields{"container": c.Name, "image": c.Image})
 	stepStart := w.stepStart()
@@ -38,16 +39,16 @@ func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 	if err != nil {
 		w.step(StepImage, c.Name, "", stepStart, err)
 		again(runtimeRetry)
-		return "", &v1.ContainerStateWaiting{Reason: reasonImageInspectError, Message: fmt.Sprintf("Failed to inspect image %q: %v", c.Image, err)}
+		return "", nil, &v1.ContainerStateWaiting{Reason: reasonImageInspectError, Message: fmt.Sprintf("Failed to inspect image %q: %v", c.Image, err)}
 	}
 	if img != nil && c.ImagePullPolicy != v1.PullAlways {
 		w.step(StepImage, c.Name, "present", stepStart, nil)
 		w.event(pod, v1.EventTypeNormal, eventPulled, fmt.Sprintf("Container image %q already present on machine", c.Image))
-		return img.Id, nil
+		return img.Id, img, nil
 	}
 	if c.ImagePullPolicy == v1.PullNever {
 		w.step(StepImage, c.Name, "", stepStart, errImageNeverPull)
-		return "", &v1.ContainerStateWaiting{
+		return "", nil, &v1.ContainerStateWaiting{
 			Reason:  reasonErrImageNeverPull,
 			Message: fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image),
 		}
@@ -55,14 +56,13 @@ func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 	key := "image/" + c.Image
 	if rem := w.backoff.Remaining(key); rem > 0 {
 		again(rem)
-		return "", &v1.ContainerStateWaiting{Reason: reasonImagePullBackOff, Message: fmt.Sprintf("Back-off pulling image %q", c.Image)}
+		return "", nil, &v1.ContainerStateWaiting{Reason: reasonImagePullBackOff, Message: fmt.Sprintf("Back-off pulling image %q", c.Image)}
 	}
 	log.Info("pulling image")
 	w.event(pod, v1.EventTypeNormal, eventPulling, fmt.Sprintf("Pulling image %q", c.Image))
 	start := w.m.cfg.Clock.Now()
 	// With credentials from imagePullSecrets, each matching one is tried in turn, as the
 	// kubelet does; without any, the pull is anonymous.
-	var ref string
 	auths := w.pullAuths(pod, c.Image)
 	if len(auths) == 0 {
 		auths = []*runtimeapi.AuthConfig{nil}
@@ -79,14 +79,14 @@ func (w *worker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 		// Look again soon, not only when the wait is over: that pass reports the wait as
 		// ImagePullBackOff, as the kubelet's next sync does, instead of ErrImagePull throughout.
 		again(min(wait, pullErrorShown))
-		return "", &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)}
+		return "", nil, &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)}
 	}
 	w.backoff.Forget(key)
 	w.step(StepImage, c.Name, "pulled", stepStart, nil)
 	took := w.m.cfg.Clock.Since(start)
 	log.WithField("duration", took.String()).Info("image pulled")
 	w.event(pod, v1.EventTypeNormal, eventPulled, fmt.Sprintf("Successfully pulled image %q in %s", c.Image, took.Round(time.Millisecond)))
-	return ref, nil
+	return ref, nil, nil
 }
 
 // pullAuths returns the credentials of the pod's imagePullSecrets that match image's

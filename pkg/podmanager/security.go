@@ -60,15 +60,13 @@ func supplementalGroups(psc *v1.PodSecurityContext) []int64 {
 // container's fields winning.
 func containerSecurityContext(pod *v1.Pod, c *v1.Container) *runtimeapi.LinuxContainerSecurityContext {
 	sc := &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: namespaceOptions(pod)}
-	var runAsUser, runAsGroup *int64
+	runAsUser := effectiveRunAsUser(pod, c)
+	var runAsGroup *int64
 	if psc := pod.Spec.SecurityContext; psc != nil {
-		runAsUser, runAsGroup = psc.RunAsUser, psc.RunAsGroup
+		runAsGroup = psc.RunAsGroup
 		sc.SupplementalGroups = supplementalGroups(psc)
 	}
 	if csc := c.SecurityContext; csc != nil {
-		if csc.RunAsUser != nil {
-			runAsUser = csc.RunAsUser
-		}
 		if csc.RunAsGroup != nil {
 			runAsGroup = csc.RunAsGroup
 		}
@@ -112,7 +110,8 @@ func runAsNonRoot(pod *v1.Pod, c *v1.Container) bool {
 	return v
 }
 
-// effectiveRunAsUser is the pod's or the container's runAsUser, the container's winning.
+// effectiveRunAsUser is the pod's or the container's runAsUser, the container's winning: the
+// user the container runs as, and the one runAsNonRoot checks.
 func effectiveRunAsUser(pod *v1.Pod, c *v1.Container) *int64 {
 	var uid *int64
 	if psc := pod.Spec.SecurityContext; psc != nil && psc.RunAsUser != nil {

@@ -18,6 +18,7 @@ func TestRunAsNonRootIsCheckedAgainstTheImageUser(t *testing.T) {
 		imageUser string
 		pod, ctr  *v1.SecurityContext // pod's runAsNonRoot/runAsUser given as a container context for brevity
 		wantErr   string              // "" runs
+		pull      bool                // imagePullPolicy Always: the user is read after the pull
 	}{
 		{name: "not asked, root image", imageUser: ""},
 		{name: "image without user is root", ctr: &v1.SecurityContext{RunAsNonRoot: &yes}, wantErr: "image will run as root"},
@@ -29,12 +30,18 @@ func TestRunAsNonRootIsCheckedAgainstTheImageUser(t *testing.T) {
 		{name: "from the pod", pod: &v1.SecurityContext{RunAsNonRoot: &yes}, wantErr: "image will run as root"},
 		{name: "pod's runAsUser", pod: &v1.SecurityContext{RunAsNonRoot: &yes, RunAsUser: &user}},
 		{name: "container turns it off", pod: &v1.SecurityContext{RunAsNonRoot: &yes}, ctr: &v1.SecurityContext{RunAsNonRoot: &no}},
+		{name: "pulled image user 0", imageUser: "0", pull: true, ctr: &v1.SecurityContext{RunAsNonRoot: &yes}, wantErr: "image will run as root"},
+		{name: "pulled image user 1000", imageUser: "1000", pull: true, ctr: &v1.SecurityContext{RunAsNonRoot: &yes}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.rt.imageUsers["sha256:bb"] = tc.imageUser
 			c := busybox("main")
+			if tc.pull {
+				c.ImagePullPolicy = v1.PullAlways
+				h.rt.imageUsers["sha256:pulled-"+c.Image] = tc.imageUser
+			}
 			c.SecurityContext = tc.ctr
 			pod := testPod("nonroot", v1.RestartPolicyAlways, c)
 			if tc.pod != nil {
@@ -45,6 +52,9 @@ func TestRunAsNonRootIsCheckedAgainstTheImageUser(t *testing.T) {
 			if tc.wantErr == "" {
 				if cs.State.Running == nil {
 					t.Fatalf("want running, state %+v", cs.State)
+				}
+				if tc.pull && h.rt.count("PullImage") == 0 {
+					t.Fatal("the image was not pulled")
 				}
 				return
 			}
