@@ -133,8 +133,7 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 			// decides what next.
 			log.WithError(err).Warn("postStart hook failed; killing the container")
 			w.event(pod, v1.EventTypeWarning, eventPostStartFailed, err.Error())
-			w.killNotes[id] = fmt.Sprintf("%s: %v", reasonFailedPostStart, err)
-			w.killReasons[id] = RestartReasonPostStartHook
+			w.kills[id] = kill{note: fmt.Sprintf("%s: %v", reasonFailedPostStart, err), reason: RestartReasonPostStartHook}
 			if stopErr := w.stopContainer(ctx, pod, c, id, gracePeriod(pod)); stopErr != nil && !errdefs.IsNotFound(stopErr) {
 				log.WithError(stopErr).Warn("killing a container whose postStart failed failed")
 			}
@@ -152,8 +151,8 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 // restartReason says why the instance a restart replaces ended, as one of the fixed
 // RestartReason values: what the agent did to it if it killed it, else how it exited.
 func (w *worker) restartReason(prev *containerInfo, sb *runtimeapi.PodSandbox) string {
-	if r, ok := w.killReasons[prev.c.Id]; ok {
-		return r
+	if k, ok := w.kills[prev.c.Id]; ok {
+		return k.reason
 	}
 	if prev.c.PodSandboxId != sb.Id {
 		return RestartReasonSandboxChanged
@@ -202,8 +201,7 @@ func (w *worker) removeOldInstances(ctx context.Context, pod *v1.Pod, st *podSta
 			log.WithError(err).Warn("removing an old container instance failed")
 			continue
 		}
-		delete(w.killNotes, ci.c.Id)
-		delete(w.killReasons, ci.c.Id)
+		delete(w.kills, ci.c.Id)
 		logFile := filepath.Join(w.m.podLogDir(pod), name, fmt.Sprintf("%d.log", ci.restartCount()))
 		if err := os.Remove(logFile); err != nil && !os.IsNotExist(err) {
 			log.WithError(err).Warn("removing an old container log failed")

@@ -51,8 +51,7 @@ func (w *worker) replaceBrokenSandbox(ctx context.Context, pod *v1.Pod, st *podS
 		if c.c.PodSandboxId != sb.Id || c.state() != runtimeapi.ContainerState_CONTAINER_RUNNING {
 			continue
 		}
-		w.killNotes[c.c.Id] = note
-		w.killReasons[c.c.Id] = RestartReasonSandboxChanged
+		w.kills[c.c.Id] = kill{note: note, reason: RestartReasonSandboxChanged}
 		spec := specContainer(pod, c.name())
 		if spec == nil {
 			continue // stopped with the sandbox

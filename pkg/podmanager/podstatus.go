@@ -175,7 +175,7 @@ func (w *worker) terminated(id string, s *runtimeapi.ContainerStatus) *v1.Contai
 	}
 	message := s.Message
 	if message == "" {
-		message = w.killNotes[id]
+		message = w.kills[id].note
 	}
 	return &v1.ContainerStateTerminated{
 		ExitCode:    s.ExitCode,

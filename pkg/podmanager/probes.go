@@ -154,9 +154,9 @@ func (w *worker) killUnhealthy(ctx context.Context, pod *v1.Pod, st *podState) b
 			// The Unhealthy event came with the failed run (ProbeFailed); this is the kill.
 			w.log.WithFields(logrus.Fields{"container": c.Name, "containerID": l.c.Id, "gracePeriod": grace}).
 				Warnf("%s probe failed: %s; killing the container, it will be restarted per the pod's restart policy", probeTitle(kind), msg)
-			w.killNotes[l.c.Id] = fmt.Sprintf("Container %s failed %s probe, will be restarted", c.Name, kind)
-			w.killReasons[l.c.Id] = RestartReasonProbeFailed
-			w.event(pod, v1.EventTypeNormal, eventKilling, w.killNotes[l.c.Id])
+			k := kill{note: fmt.Sprintf("Container %s failed %s probe, will be restarted", c.Name, kind), reason: RestartReasonProbeFailed}
+			w.kills[l.c.Id] = k
+			w.event(pod, v1.EventTypeNormal, eventKilling, k.note)
 			if err := w.stopContainer(ctx, pod, c, l.c.Id, grace); err != nil && !errdefs.IsNotFound(err) {
 				w.log.WithError(err).WithField("container", c.Name).Warn("killing an unhealthy container failed")
 			}

@@ -336,7 +336,7 @@ func TestRestartReasonSaysWhyThePreviousInstanceEnded(t *testing.T) {
 			status: &runtimeapi.ContainerStatus{ExitCode: code, Reason: reason},
 		}
 	}
-	w := &worker{killReasons: map[string]string{"killed": RestartReasonProbeFailed}}
+	w := &worker{kills: map[string]kill{"killed": {reason: RestartReasonProbeFailed}}}
 	for _, tc := range []struct {
 		prev *containerInfo
 		want string

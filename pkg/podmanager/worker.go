@@ -47,9 +47,8 @@ type worker struct {
 	sandboxReason string
 	// podIPs are kept from the last ready sandbox so a finished pod still reports them.
 	podIPs []string
-	// killNotes says why the agent killed a container instance (a failed probe), shown as
-	// its termination message when the runtime has none.
-	killNotes map[string]string
+	// kills says why the agent killed container instances, keyed by container ID.
+	kills map[string]kill
 	// volumePaths are the host paths of the pod's volumes from the last SetUp; volumeErr is
 	// why the last SetUp failed ("" when it worked).
 	volumePaths map[string]string
@@ -66,9 +65,6 @@ type worker struct {
 	// crashRetryAt is when each crash-looping container may restart next (its wait counts
 	// from its exit, which the backoff entry does not know).
 	crashRetryAt map[string]time.Time
-	// killReasons says why the agent killed a container instance, keyed by container ID:
-	// one of the RestartReason values, for nodeagent_container_restarts_total.
-	killReasons map[string]string
 	// hadSandbox is set once the worker has seen or made a ready sandbox; startPending is
 	// set when the worker made the pod's first sandbox itself, until the pod runs: only then
 	// is the start duration the agent's doing (an adopted pod was started by an earlier run).
@@ -76,6 +72,14 @@ type worker struct {
 	startPending bool
 	// running is the pod's share of the running gauges as last counted.
 	running runningCounts
+}
+
+// kill is why the agent killed a container instance.
+type kill struct {
+	// note is shown as the instance's termination message when the runtime has none.
+	note string
+	// reason is one of the RestartReason values, for nodeagent_container_restarts_total.
+	reason string
 }
 
 func newWorker(m *Manager, uid types.UID) *worker {
@@ -88,9 +92,8 @@ func newWorker(m *Manager, uid types.UID) *worker {
 		log:           m.log.WithField("uid", uid),
 		backoff:       backoff.New(m.cfg.Backoff, m.cfg.Clock),
 		waiting:       map[string]*v1.ContainerStateWaiting{},
-		killNotes:     map[string]string{},
+		kills:         map[string]kill{},
 		crashRetryAt:  map[string]time.Time{},
-		killReasons:   map[string]string{},
 	}
 }
 
