@@ -48,20 +48,7 @@ func (m *Manager) ProbeFailed(u prober.Update) {
 	if pod == nil {
 		return
 	}
-	w.event(pod, v1.EventTypeWarning, eventUnhealthy, fmt.Sprintf("%s probe failed: %s", probeTitle(u.Kind), u.Message))
-}
-
-// probeTitle is the kubelet's capitalised probe name, which users search events and logs for.
-func probeTitle(k prober.Kind) string {
-	switch k {
-	case prober.Liveness:
-		return "Liveness"
-	case prober.Readiness:
-		return "Readiness"
-	case prober.Startup:
-		return "Startup"
-	}
-	return string(k)
+	w.event(pod, v1.EventTypeWarning, eventUnhealthy, fmt.Sprintf("%s probe failed: %s", u.Kind.Title(), u.Message))
 }
 
 // probesOf lists the probes a container declares.
@@ -153,7 +140,7 @@ func (w *worker) killUnhealthy(ctx context.Context, pod *v1.Pod, st *podState) b
 			}
 			// The Unhealthy event came with the failed run (ProbeFailed); this is the kill.
 			w.log.WithFields(logrus.Fields{"container": c.Name, "containerID": l.c.Id, "gracePeriod": grace}).
-				Warnf("%s probe failed: %s; killing the container, it will be restarted per the pod's restart policy", probeTitle(kind), msg)
+				Warnf("%s probe failed: %s; killing the container, it will be restarted per the pod's restart policy", kind.Title(), msg)
 			k := kill{note: fmt.Sprintf("Container %s failed %s probe, will be restarted", c.Name, kind), reason: RestartReasonProbeFailed}
 			w.kills[l.c.Id] = k
 			w.event(pod, v1.EventTypeNormal, eventKilling, k.note)

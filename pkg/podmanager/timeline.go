@@ -145,18 +145,6 @@ func (t *timeline) record(step, container, detail string, start, end time.Time, 
 	}
 }
 
-// lastError is the error of the latest run of (step, container), "" if it worked or never ran.
-func (t *timeline) lastError(step, container string) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for i := range t.steps {
-		if t.steps[i].Step == step && t.steps[i].Container == container {
-			return t.steps[i].Error
-		}
-	}
-	return ""
-}
-
 // addEvent keeps ev in the ring, folding it into the newest entry when it repeats that one.
 func (t *timeline) addEvent(eventType, reason, message string, now time.Time) {
 	t.mu.Lock()

@@ -26,11 +26,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// The kubelet's values of probe_type and result.
-var (
-	probeTypeLabel = map[Kind]string{Liveness: "Liveness", Readiness: "Readiness", Startup: "Startup"}
-	resultLabels   = [...]string{Unknown: "unknown", Success: "successful", Failure: "failed"}
-)
+// The kubelet's values of result; probe_type's are Kind.Title.
+var resultLabels = [...]string{Unknown: "unknown", Success: "successful", Failure: "failed"}
 
 // probeCounters are one probe's three series, resolved once per probe so a run only
 // increments.
@@ -43,7 +40,7 @@ func (m *Metrics) countersFor(t *Target) *probeCounters {
 	ns, pod, _ := strings.Cut(t.PodRef, "/")
 	var c probeCounters
 	for r, label := range resultLabels {
-		c[r] = m.probes.WithLabelValues(probeTypeLabel[t.Kind], label, t.ContainerName, pod, ns)
+		c[r] = m.probes.WithLabelValues(t.Kind.Title(), label, t.ContainerName, pod, ns)
 	}
 	return &c
 }
@@ -55,6 +52,6 @@ func (m *Metrics) forget(t *Target) {
 	}
 	ns, pod, _ := strings.Cut(t.PodRef, "/")
 	m.probes.DeletePartialMatch(prometheus.Labels{
-		"probe_type": probeTypeLabel[t.Kind], "container": t.ContainerName, "pod": pod, "namespace": ns,
+		"probe_type": t.Kind.Title(), "container": t.ContainerName, "pod": pod, "namespace": ns,
 	})
 }

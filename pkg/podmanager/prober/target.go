@@ -18,6 +18,20 @@ const (
 	Startup   Kind = "startup"
 )
 
+// Title is the kubelet's capitalised name of the kind ("Liveness"), which users search
+// events, logs and metrics for.
+func (k Kind) Title() string {
+	switch k {
+	case Liveness:
+		return "Liveness"
+	case Readiness:
+		return "Readiness"
+	case Startup:
+		return "Startup"
+	}
+	return string(k)
+}
+
 // Result is a probe's settled result.
 type Result int
 
