@@ -88,13 +88,14 @@ func (w *worker) setUpVolumes(ctx context.Context, pod *v1.Pod, again requeue) b
 
 // recordVolumes keeps the latest SetUp's timing. SetUp runs on every sync, so the timeline
 // takes it only when it says something: the first run, a failure, the first success after
-// one. ensureSandbox records it too when it starts a sandbox after it.
+// one. ensureSandbox records it too when it starts a sandbox after it. It runs before
+// setUpVolumes updates volumeErr, which still says whether the previous SetUp failed.
 func (w *worker) recordVolumes(start time.Time, err error) {
 	end := w.m.cfg.Clock.Now()
 	w.volRun.start, w.volRun.end = start, end
-	if err != nil || !w.volRecorded || w.volFailed {
+	if err != nil || !w.volRecorded || w.volumeErr != "" {
 		w.tl.record(StepVolumes, "", "", start, end, err)
-		w.volRecorded, w.volFailed = true, err != nil
+		w.volRecorded = true
 	}
 }
 

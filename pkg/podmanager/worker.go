@@ -57,11 +57,10 @@ type worker struct {
 
 	// tl is the pod's timeline for /debug/pods/<uid>; it has its own lock.
 	tl timeline
-	// volRun is the latest volume SetUp; volRecorded and volFailed say what the timeline
-	// holds of it, which is updated only when something changes (see recordVolumes).
+	// volRun is the latest volume SetUp; volRecorded says the timeline holds one, which is
+	// updated only when something changes (see recordVolumes).
 	volRun      struct{ start, end time.Time }
 	volRecorded bool
-	volFailed   bool
 	// crashRetryAt is when each crash-looping container may restart next (its wait counts
 	// from its exit, which the backoff entry does not know).
 	crashRetryAt map[string]time.Time
