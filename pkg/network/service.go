@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -415,10 +414,11 @@ func (s *Service) check(ctx context.Context) {
 // call may come from inside a pod worker's RunPodSandbox or StopPodSandbox.
 func (s *Service) handle(ctx context.Context, req Request) (out []byte, err error) {
 	start := time.Now()
+	var a Attachment // what the call is about, once read: its pod goes to Observe
 	defer func() {
 		took := time.Since(start)
 		if s.cfg.Observe != nil {
-			s.cfg.Observe(Call{Command: req.Command, SandboxID: req.ContainerID, PodUID: podUIDArg(req.Args), Start: start, Took: took, Err: err})
+			s.cfg.Observe(Call{Command: req.Command, SandboxID: req.ContainerID, PodUID: a.PodUID, Start: start, Took: took, Err: err})
 		}
 		l := s.log.WithFields(logrus.Fields{"command": req.Command, "sandbox": req.ContainerID, "took": took.String()})
 		switch {
@@ -432,6 +432,13 @@ func (s *Service) handle(ctx context.Context, req Request) (out []byte, err erro
 			l.Debug("CNI call from the delegate")
 		}
 	}()
+	// Read first, so even a call refused below is put down to its pod; a bad request fails
+	// only where the runner would need it (a DEL without a runner goes on without it).
+	var aErr error
+	switch req.Command {
+	case CommandAdd, CommandDel, CommandCheck:
+		a, aErr = AttachmentFromRequest(req)
+	}
 	r := s.currentRunner()
 	switch req.Command {
 	case CommandStatus:
@@ -452,9 +459,8 @@ func (s *Service) handle(ctx context.Context, req Request) (out []byte, err erro
 	if r == nil {
 		return nil, types.NewError(types.ErrTryAgainLater, "nodeagent: pod network not ready: "+s.readyText(), "")
 	}
-	a, err := AttachmentFromRequest(req)
-	if err != nil {
-		return nil, err
+	if aErr != nil {
+		return nil, aErr
 	}
 	switch req.Command {
 	case CommandAdd:
@@ -469,18 +475,6 @@ func (s *Service) handle(ctx context.Context, req Request) (out []byte, err erro
 		return nil, r.Check(ctx, a)
 	}
 	return nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("unknown CNI_COMMAND %q", req.Command), "")
-}
-
-// podUIDArg finds K8S_POD_UID in CNI_ARGS without parsing the rest of the request.
-func podUIDArg(args string) string {
-	for args != "" {
-		var kv string
-		kv, args, _ = strings.Cut(args, ";")
-		if v, ok := strings.CutPrefix(kv, "K8S_POD_UID="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 func (s *Service) readyText() string {

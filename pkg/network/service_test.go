@@ -62,7 +62,8 @@ func newServiceFixture(t *testing.T, cfg ServiceConfig, plugins ...string) *serv
 var allPlugins = []string{"bridge", "host-local", "portmap", "bandwidth"}
 
 func TestServiceServesADDAndDELOnceReady(t *testing.T) {
-	f := newServiceFixture(t, ServiceConfig{}, allPlugins...)
+	var calls []Call // each call goes to the pod's timeline, refused ones too
+	f := newServiceFixture(t, ServiceConfig{Observe: func(c Call) { calls = append(calls, c) }}, allPlugins...)
 	ctx := context.Background()
 	req := Request{Command: CommandAdd, ContainerID: "c1", NetNS: os.DevNull, IfName: "eth0",
 		Args: "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_UID=u1", StdinData: []byte(containerdConf)}
@@ -104,6 +105,17 @@ func TestServiceServesADDAndDELOnceReady(t *testing.T) {
 	}
 	if got := callNames(f.fe.take()); got != "bandwidth DEL, portmap DEL, bridge DEL" {
 		t.Errorf("DEL calls %s", got)
+	}
+	if len(calls) != 3 {
+		t.Fatalf("observed %+v, want the three calls", calls)
+	}
+	for i, want := range []struct {
+		command string
+		failed  bool
+	}{{CommandAdd, true}, {CommandAdd, false}, {CommandDel, false}} {
+		if c := calls[i]; c.Command != want.command || c.PodUID != "u1" || c.SandboxID != "c1" || (c.Err != nil) != want.failed {
+			t.Errorf("observed call %d: %+v, want %s of pod u1 (failed: %v)", i, c, want.command, want.failed)
+		}
 	}
 }
 
