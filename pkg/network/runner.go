@@ -109,9 +109,9 @@ type Runner struct {
 	// busy holds one lock per attachment: CNI forbids concurrent calls for the same container
 	// and interface, and the agent's CHECK loop could otherwise meet containerd's DEL.
 	busy map[attachmentKey]*attachmentLock
-	// known holds the attachments this process has ADDed (or is ADDing) and not since been
-	// asked to DEL. GC always treats them as live, so a pod created between the caller's
-	// snapshot of the runtime and the GC call is never collected.
+	// known holds the attachments this process has ADDed and not since been asked to DEL.
+	// GC always treats them as live, so a pod created between the caller's snapshot of the
+	// runtime and the GC call is never collected.
 	known map[attachmentKey]struct{}
 }
 
@@ -171,15 +171,8 @@ func (r *Runner) Add(ctx context.Context, a Attachment) (types.Result, error) {
 	}
 	defer release()
 
-	r.mu.Lock()
-	r.known[a.key()] = struct{}{}
-	r.mu.Unlock()
-
 	done, err := r.slot(ctx)
 	if err != nil {
-		r.mu.Lock()
-		delete(r.known, a.key())
-		r.mu.Unlock()
 		return nil, fmt.Errorf("CNI ADD for sandbox %s (pod %s): %w", a.ContainerID, podRef(a), err)
 	}
 	res, err := r.cni.AddNetworkList(ctx, r.network.list, runtimeConf(a))
@@ -187,11 +180,13 @@ func (r *Runner) Add(ctx context.Context, a Attachment) (types.Result, error) {
 	if err != nil {
 		// A failed ADD is no attachment; leaving it out lets GC free its leftovers if the
 		// runtime's DEL never comes.
-		r.mu.Lock()
-		delete(r.known, a.key())
-		r.mu.Unlock()
 		return nil, fmt.Errorf("CNI ADD of network %q for sandbox %s (pod %s): %w", r.network.Name(), a.ContainerID, podRef(a), err)
 	}
+	// Known from here on. No GC saw it missing meanwhile: GC waits for the shared lock this
+	// call holds.
+	r.mu.Lock()
+	r.known[a.key()] = struct{}{}
+	r.mu.Unlock()
 	return res, nil
 }
 
