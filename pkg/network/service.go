@@ -133,9 +133,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		}
 		s.conflist = b
 	} else {
-		b, err := DefaultConflist(cfg.NetworkName, cfg.PodCIDR, cfg.Bridge, ConflistOptions{
-			IPAMDataDir: filepath.Join(cfg.StateDir, "networks"),
-		})
+		b, err := s.generate(cfg.PodCIDR)
 		if err != nil {
 			return nil, fmt.Errorf("generated network (pod-cidr, cni-bridge, cni-network-name): %w", err)
 		}
@@ -151,11 +149,16 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	return s, nil
 }
 
-// usePodCIDR regenerates the default list on cidr.
-func (s *Service) usePodCIDR(cidr string) error {
-	b, err := DefaultConflist(s.cfg.NetworkName, cidr, s.cfg.Bridge, ConflistOptions{
+// generate makes the default list on cidr, with the IPAM store under the state dir.
+func (s *Service) generate(cidr string) ([]byte, error) {
+	return DefaultConflist(s.cfg.NetworkName, cidr, s.cfg.Bridge, ConflistOptions{
 		IPAMDataDir: filepath.Join(s.cfg.StateDir, "networks"),
 	})
+}
+
+// usePodCIDR regenerates the default list on cidr.
+func (s *Service) usePodCIDR(cidr string) error {
+	b, err := s.generate(cidr)
 	if err != nil {
 		return err
 	}
@@ -203,6 +206,18 @@ func (s *Service) Run(ctx context.Context, l net.Listener) error {
 	return <-served
 }
 
+// retryUntil runs try every retryPeriod until it succeeds; false if ctx ends first.
+func retryUntil(ctx context.Context, try func(context.Context) bool) bool {
+	for !try(ctx) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(retryPeriod):
+		}
+	}
+	return true
+}
+
 // loop validates the list until it is ready, then runs GC at once and periodically, and
 // CHECK and STATUS every check period.
 func (s *Service) loop(ctx context.Context) {
@@ -221,21 +236,10 @@ func (s *Service) loop(ctx context.Context) {
 			}
 		}
 	}
-	for !s.validate(ctx) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(retryPeriod):
-		}
-	}
 	// The GC at start is the one that frees what a crash leaked: retry it until it has run
 	// (the runtime may not be up yet).
-	for !s.gc(ctx) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(retryPeriod):
-		}
+	if !retryUntil(ctx, s.validate) || !retryUntil(ctx, s.gc) {
+		return
 	}
 
 	gcTick := time.NewTicker(s.cfg.GCPeriod)
