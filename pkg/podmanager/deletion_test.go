@@ -1,6 +1,7 @@
 package podmanager
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -48,12 +49,28 @@ func TestAliveFollowsTheSyncLoop(t *testing.T) {
 	if err := h.m.Alive(); err == nil {
 		t.Fatal("alive before the loop ran")
 	}
-	// What the loop records after each relist.
-	h.m.lastLoop.Store(h.clk.Now().UnixNano())
-	if err := h.m.Alive(); err != nil {
-		t.Fatalf("Alive() after a relist = %v", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { h.m.Run(ctx); close(stopped) }()
+	waitAlive := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for h.m.Alive() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("not alive %s: %v", what, h.m.Alive())
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
-	// No relist for three periods: the loop is wedged.
+	waitAlive("after the first relist")
+	// Time passes; the loop's ticker relists, which keeps the agent alive.
+	h.clk.Step(3*h.m.cfg.RelistPeriod + time.Second)
+	waitAlive("while the loop keeps relisting")
+
+	// The loop stops relisting (wedged, here stopped): three periods later it is not alive.
+	cancel()
+	<-stopped
 	h.clk.Step(3*h.m.cfg.RelistPeriod + time.Second)
 	if err := h.m.Alive(); err == nil || !strings.Contains(err.Error(), "has not relisted for") {
 		t.Fatalf("Alive() = %v", err)
