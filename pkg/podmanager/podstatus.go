@@ -89,8 +89,8 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 		boolCondition(v1.PodReady, len(unready) == 0, "ContainersNotReady", notReady),
 	}
 	switch {
-	case w.volumeErr != "":
-		conds[1].Status, conds[1].Reason, conds[1].Message = v1.ConditionFalse, "FailedMount", w.volumeErr
+	case w.volumesBlocked() != "":
+		conds[1].Status, conds[1].Reason, conds[1].Message = v1.ConditionFalse, "FailedMount", w.volumesBlocked()
 	case !sandboxReady && w.sandboxErr != "":
 		reason := w.sandboxReason
 		if reason == "" {
@@ -132,7 +132,7 @@ func (w *worker) containerStatus(pod *v1.Pod, c *v1.Container, st *podState, wai
 	waiting := w.waiting[c.Name]
 	if latest == nil || latest.status == nil {
 		if waiting == nil {
-			waiting = &v1.ContainerStateWaiting{Reason: waitReason, Message: w.volumeErr}
+			waiting = &v1.ContainerStateWaiting{Reason: waitReason, Message: w.volumesBlocked()}
 		}
 		cs.State.Waiting = waiting
 		return cs

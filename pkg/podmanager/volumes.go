@@ -60,9 +60,11 @@ func (w *worker) retryConfigWaits() {
 	}
 }
 
-// setUpVolumes prepares the pod's volumes before anything runs. A failure keeps the pod
-// where it is, with the reason in its status, and is retried after a backoff or as soon as a
-// ConfigMap or Secret changes.
+// setUpVolumes prepares the pod's volumes before anything runs, and refreshes their content
+// on every later pass. A failure before the first SetUp worked keeps the pod where it is, with
+// the reason in its status; a later one (a ConfigMap that cannot be read while the API server
+// is away) leaves the volumes as they were and the pod carries on, restarts included, as with
+// the kubelet. Either is retried after a backoff or as soon as a ConfigMap or Secret changes.
 func (w *worker) setUpVolumes(ctx context.Context, pod *v1.Pod, again requeue) bool {
 	if w.m.cfg.Volumes == nil || len(pod.Spec.Volumes) == 0 {
 		w.volumePaths, w.volumeErr = nil, ""
@@ -79,11 +81,20 @@ func (w *worker) setUpVolumes(ctx context.Context, pod *v1.Pod, again requeue) b
 		}
 		w.volumeErr = msg
 		again(w.backoff.Failed("volumes"))
-		return false
+		return w.volumePaths != nil
 	}
 	w.backoff.Forget("volumes")
 	w.volumePaths, w.volumeErr = paths, ""
 	return true
+}
+
+// volumesBlocked is why the pod cannot start for its volumes: the last SetUp failed and none
+// has worked yet. "" when nothing blocks.
+func (w *worker) volumesBlocked() string {
+	if w.volumePaths != nil {
+		return ""
+	}
+	return w.volumeErr
 }
 
 // recordVolumes keeps the latest SetUp's timing. SetUp runs on every sync, so the timeline

@@ -172,3 +172,37 @@ func TestVolumesOfGonePodsAreRemovedOnlyAfterSourcesReported(t *testing.T) {
 		t.Fatalf("torn = %v", vols.torn)
 	}
 }
+
+// TestAVolumeRefreshFailureDoesNotStopARunningPod: once a pod's volumes are set up, a later
+// SetUp that fails (its ConfigMap cannot be read while the API server is away) leaves them as
+// they were; the pod stays ready and a crashed container is restarted, as with the kubelet.
+func TestAVolumeRefreshFailureDoesNotStopARunningPod(t *testing.T) {
+	h := newHarness(t)
+	vols := &fakeVolumes{hostPath: "/var/lib/nodeagent/pods/x"}
+	h.m.cfg.Volumes = vols
+	c := busybox("main")
+	c.VolumeMounts = []v1.VolumeMount{{Name: "cfg", MountPath: "/cfg"}}
+	pod := testPod("refresh", v1.RestartPolicyAlways, c)
+	pod.Spec.Volumes = []v1.Volume{{Name: "cfg", VolumeSource: v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{LocalObjectReference: v1.LocalObjectReference{Name: "cfg"}}}}}
+	h.run(pod)
+	if s := h.settle(pod.UID); s.Phase != v1.PodRunning {
+		t.Fatalf("phase = %s", s.Phase)
+	}
+
+	vols.err = fmt.Errorf(`volume "cfg": get configmap default/cfg: connect: connection refused`)
+	h.rt.exit("main", 1)
+	s := h.settle(pod.UID)
+	if running(h, "main") != 1 || len(h.rt.byName("main")) != 2 {
+		t.Fatalf("the crashed container was not restarted while its volume could not be refreshed: %d instances, %d running",
+			len(h.rt.byName("main")), running(h, "main"))
+	}
+	if got := h.rt.byName("main"); got[len(got)-1].cfg.Mounts[0].HostPath != "/var/lib/nodeagent/pods/x/cfg" {
+		t.Errorf("the restarted container mounts %v", got[len(got)-1].cfg.Mounts)
+	}
+	if condition(s, v1.PodReadyToStartContainers) != v1.ConditionTrue {
+		t.Errorf("conditions %+v: a refresh failure must not mark the pod FailedMount", s.Conditions)
+	}
+	if vols.setUps < 3 {
+		t.Errorf("SetUp ran %d times; the refresh must be retried", vols.setUps)
+	}
+}

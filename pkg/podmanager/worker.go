@@ -49,8 +49,8 @@ type worker struct {
 	podIPs []string
 	// kills says why the agent killed container instances, keyed by container ID.
 	kills map[string]kill
-	// volumePaths are the host paths of the pod's volumes from the last SetUp; volumeErr is
-	// why the last SetUp failed ("" when it worked).
+	// volumePaths are the host paths of the pod's volumes from the last SetUp that worked
+	// (nil before one did); volumeErr is why the last SetUp failed ("" when it worked).
 	volumePaths map[string]string
 	volumeErr   string
 	synced      bool // the pod has been synced once (for Manager.Synced)
