@@ -174,13 +174,13 @@ func (r *Rotator) rotate(ctx context.Context, c Container, log *logrus.Entry) er
 	if st.Size() <= r.cfg.MaxSize {
 		return nil
 	}
-	// Room for the file rotated now: with it, rotated + current = MaxFiles.
-	if _, err := removeOldest(rotated, r.cfg.MaxFiles-2); err != nil {
-		return err
-	}
 	target := c.LogPath + "." + r.cfg.Clock.Now().Format(timestampFormat)
 	if _, err := os.Lstat(target); err == nil {
 		return nil // rotated within the same second; the next pass gets a new name
+	}
+	// Room for the file rotated now: with it, rotated + current = MaxFiles.
+	if _, err := removeOldest(rotated, r.cfg.MaxFiles-2); err != nil {
+		return err
 	}
 	if err := os.Rename(c.LogPath, target); err != nil {
 		return fmt.Errorf("rotate %s: %w", c.LogPath, err)

@@ -156,6 +156,33 @@ func TestOldestRotatedFilesGoSoMaxFilesCountsTheCurrentOne(t *testing.T) {
 	}
 }
 
+// TestASecondRotationInTheSameSecondWaitsAndRemovesNothing: the rotated name is taken, so
+// the pass leaves everything, the oldest rotated file included, for the next second.
+func TestASecondRotationInTheSameSecondWaitsAndRemovesNothing(t *testing.T) {
+	f := newFixture(t, 100, 3)
+	older := "0.log." + t0.Add(-time.Hour).Format(timestampFormat)
+	writeFile(t, filepath.Join(f.dir, older), 10)
+	if err := f.rt.write("c1", strings.Repeat("x", 101)); err != nil {
+		t.Fatal(err)
+	}
+	f.pass(t)
+	first := "0.log." + t0.Add(time.Second).Format(timestampFormat)
+	if err := f.rt.write("c1", strings.Repeat("y", 101)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.RotateOnce(context.Background()); err != nil { // same second
+		t.Fatal(err)
+	}
+	if got, want := f.files(t), []string{"0.log", older, first}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("files = %v, want %v", got, want)
+	}
+	f.pass(t)
+	second := "0.log." + t0.Add(2*time.Second).Format(timestampFormat)
+	if got, want := f.files(t), []string{"0.log", first, second}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("next second: files = %v, want %v", got, want)
+	}
+}
+
 func TestFailedReopenPutsTheFileBackAndRetries(t *testing.T) {
 	f := newFixture(t, 100, 3)
 	if err := f.rt.write("c1", strings.Repeat("x", 150)); err != nil {
