@@ -274,7 +274,9 @@ func (m *Manager) HandleContainerEvent(containerID, podUID, event string) {
 	}
 	w := m.workers[uid]
 	if w != nil {
-		if event == string(cri.ContainerStopped) {
+		// A deleted task has exited too: after the event stream was re-established, its
+		// exit may have come before the subscription, and only the delete after it.
+		if event == string(cri.ContainerStopped) || event == string(cri.ContainerDeleted) {
 			w.announced[containerID] = m.cfg.Clock.Now()
 		}
 		w.poke()

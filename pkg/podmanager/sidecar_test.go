@@ -241,3 +241,24 @@ func TestAnnouncedExitIsAwaitedUntilCRIShowsIt(t *testing.T) {
 		t.Fatal("kept an announcement CRI never confirmed")
 	}
 }
+
+// TestATaskDeleteAnnouncesAnExitToo: right after containerd's event stream was
+// re-established, an exit may have come before the subscription and only the task's delete
+// after it. The delete is awaited like an exit until CRI shows it.
+func TestATaskDeleteAnnouncesAnExitToo(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("web", v1.RestartPolicyAlways, busybox("a"))
+	h.run(pod)
+	h.settle(pod.UID)
+	id := h.rt.byName("a")[0].c.Id
+	w := h.m.workers[pod.UID]
+	h.m.HandleContainerEvent(id, string(pod.UID), string(cri.ContainerDeleted))
+	if next, _ := w.syncOnce(t.Context()); next != announcedExitRetry {
+		t.Fatalf("next look in %v, want %v while the exit is not visible", next, announcedExitRetry)
+	}
+	h.rt.exit("a", 1)
+	h.settle(pod.UID)
+	if running(h, "a") != 1 || len(h.rt.byName("a")) != 2 {
+		t.Fatal("the exit was not acted on once visible")
+	}
+}
