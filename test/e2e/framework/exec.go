@@ -15,9 +15,10 @@ import (
 // call fails the test.
 func Exec(t *testing.T, id string, cmd ...string) (stdout, stderr string, code int32) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Generous: a loaded CI machine can take seconds to start an exec.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, errOut, code, err := TB.CRI.ExecSync(ctx, id, cmd, 5*time.Second)
+	out, errOut, code, err := TB.CRI.ExecSync(ctx, id, cmd, 30*time.Second)
 	if err != nil {
 		t.Fatalf("exec %q in container %s: %v", cmd, id, err)
 	}

@@ -66,7 +66,7 @@ func get(url string) (int, string, error) {
 // waitAnswers waits until url answers 200 with want in the body.
 func waitAnswers(t *testing.T, url, want string) {
 	t.Helper()
-	framework.Eventually(t, 20*time.Second, func() (bool, string) {
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
 		code, body, err := get(url)
 		return err == nil && code == 200 && strings.Contains(body, want),
 			fmt.Sprintf("GET %s: %d %q %v, want 200 with %q", url, code, body, err, want)

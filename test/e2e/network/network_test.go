@@ -182,7 +182,7 @@ func TestBrokenPodNetworkIsReplacedWithAClearReason(t *testing.T) {
 	run(t, "ip", "link", "del", hostVeth(t, oldID))
 
 	var fixed *v1.Pod
-	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+	framework.Eventually(t, 90*time.Second, func() (bool, string) {
 		fixed = a.FindPod("fragile")
 		if fixed == nil || fixed.Status.Phase != v1.PodRunning || len(fixed.Status.ContainerStatuses) != 1 {
 			return false, "pod not running"

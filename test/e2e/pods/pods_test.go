@@ -85,7 +85,7 @@ func TestTwoContainerPodRunsAndCRIShowsKubeletLabels(t *testing.T) {
 	if ip := st.Status.GetNetwork().GetIp(); ip == "" || ip != pod.Status.PodIP {
 		t.Fatalf("status podIP %q, runtime says %q", pod.Status.PodIP, ip)
 	}
-	framework.Eventually(t, 20*time.Second, func() (bool, string) {
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
 		out, err := exec.Command("curl", "-sS", "--max-time", "2", "http://"+pod.Status.PodIP+"/").CombinedOutput()
 		return err == nil && strings.Contains(string(out), "hello-from-two"), fmt.Sprintf("curl: %v %s", err, out)
 	})
@@ -97,7 +97,7 @@ func TestTwoContainerPodRunsAndCRIShowsKubeletLabels(t *testing.T) {
 		}
 	}
 	logFile := filepath.Join(a.LogsDir, fmt.Sprintf("default_%s_%s", pod.Name, pod.UID), "sidecar", "0.log")
-	framework.Eventually(t, 10*time.Second, func() (bool, string) {
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
 		b, err := os.ReadFile(logFile)
 		return err == nil && strings.Contains(string(b), "sidecar up"), fmt.Sprintf("%s: %v %q", logFile, err, b)
 	})
@@ -155,7 +155,7 @@ spec:
 	pod := a.WaitRunning("slow", startTimeout)
 	logDir := filepath.Join(a.LogsDir, fmt.Sprintf("default_%s_%s", pod.Name, pod.UID))
 	logFile := filepath.Join(logDir, "main", "0.log")
-	framework.Eventually(t, 10*time.Second, func() (bool, string) {
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
 		b, _ := os.ReadFile(logFile)
 		return strings.Contains(string(b), "ready"), "container has not started its trap yet"
 	})
@@ -163,7 +163,9 @@ spec:
 	start := time.Now()
 	a.RemoveManifest("slow.yaml")
 	sawTerm := false
-	framework.Eventually(t, (grace+5)*time.Second, func() (bool, string) {
+	// The lower bound below is the point; the deadline leaves room for a slow CNI DEL and
+	// sandbox removal.
+	framework.Eventually(t, (grace+60)*time.Second, func() (bool, string) {
 		if b, err := os.ReadFile(logFile); err == nil && strings.Contains(string(b), "got SIGTERM") {
 			sawTerm = true
 		}
@@ -180,11 +182,11 @@ spec:
 	if n := len(a.Containers(map[string]string{cri.LabelPodUID: string(pod.UID)})); n != 0 {
 		t.Fatalf("%d containers left", n)
 	}
-	framework.Eventually(t, 5*time.Second, func() (bool, string) {
+	framework.Eventually(t, 60*time.Second, func() (bool, string) {
 		_, err := os.Stat(logDir)
 		return os.IsNotExist(err), "pod log directory still exists"
 	})
-	framework.Eventually(t, 5*time.Second, func() (bool, string) {
+	framework.Eventually(t, 60*time.Second, func() (bool, string) {
 		return a.FindPod("slow") == nil, "/pods still lists the pod"
 	})
 }

@@ -3,6 +3,7 @@ package restart
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +68,7 @@ spec:
 		t.Parallel()
 		a := agentWith(t, "auto")
 		a.WriteManifest("p.yaml", manifest("Never"))
-		p := a.WaitPod("bad-init", 30*time.Second, "Failed", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodFailed })
+		p := a.WaitPod("bad-init", 60*time.Second, "Failed", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodFailed })
 		if cs := containerStatus(p, "app"); cs == nil || cs.State.Waiting == nil || cs.State.Waiting.Reason != "PodInitializing" {
 			t.Fatalf("app status = %+v", cs)
 		}
@@ -79,7 +80,7 @@ spec:
 		t.Parallel()
 		a := agentWith(t, "auto")
 		a.WriteManifest("p.yaml", manifest("Always"))
-		p := a.WaitPod("bad-init", 30*time.Second, "retrying the init container", func(p *v1.Pod) bool {
+		p := a.WaitPod("bad-init", 90*time.Second, "retrying the init container", func(p *v1.Pod) bool {
 			cs := containerStatus(p, "setup")
 			return cs != nil && cs.RestartCount >= 2
 		})
@@ -102,7 +103,7 @@ spec:
     image: %[1]s
     imagePullPolicy: IfNotPresent
     restartPolicy: Always
-    command: ["sh", "-c", "sleep 2; exit 1"]
+    command: ["sh", "-c", "while [ ! -e /tmp/exit ]; do sleep 0.2; done; exit 1"]
   containers:
   - {name: app, image: %[1]s, imagePullPolicy: IfNotPresent, command: ["sleep", "100000"]}
 `, framework.TB.BusyboxImage))
@@ -111,9 +112,15 @@ spec:
 	if cs := containerStatus(p, "proxy"); cs.State.Running == nil {
 		t.Fatalf("the sidecar does not run beside the app: %+v", cs.State)
 	}
-	p = a.WaitPod("side", 30*time.Second, "with its sidecar restarted twice", func(p *v1.Pod) bool {
-		return containerStatus(p, "proxy").RestartCount >= 2
-	})
+	// The sidecar exits when told to (each instance has a fresh /tmp), twice.
+	for restarts := int32(1); restarts <= 2; restarts++ {
+		id := strings.TrimPrefix(containerStatus(p, "proxy").ContainerID, "containerd://")
+		framework.MustExec(t, id, "touch", "/tmp/exit")
+		p = a.WaitPod("side", 60*time.Second, fmt.Sprintf("with its sidecar restarted %d times and running", restarts), func(p *v1.Pod) bool {
+			cs := containerStatus(p, "proxy")
+			return cs.RestartCount == restarts && cs.State.Running != nil
+		})
+	}
 	if cs := containerStatus(p, "app"); cs.ContainerID != appID || cs.State.Running == nil || cs.RestartCount != 0 {
 		t.Fatalf("restarting the sidecar disturbed the app: %+v", cs)
 	}

@@ -94,8 +94,27 @@ func TestContainerLogRotatesWithoutLosingLines(t *testing.T) {
 		}
 		return false, fmt.Sprintf("the container has not written all its lines yet (files %v)", names)
 	})
-	// Two more passes, so a rotation that was under way has finished.
-	time.Sleep(2500 * time.Millisecond)
+	// Let rotation settle: the current file exists and the directory stays the same for
+	// more than a pass (a rotation under way renames 0.log until containerd reopens it).
+	snapshot := func() string {
+		es, _ := os.ReadDir(dir)
+		var b strings.Builder
+		for _, e := range es {
+			if info, err := e.Info(); err == nil {
+				fmt.Fprintf(&b, "%s:%d ", e.Name(), info.Size())
+			}
+		}
+		return b.String()
+	}
+	prev := snapshot()
+	framework.Eventually(t, 60*time.Second, func() (bool, string) {
+		time.Sleep(1500 * time.Millisecond)
+		cur := snapshot()
+		_, err := os.Stat(current)
+		settled := err == nil && cur == prev
+		prev = cur
+		return settled, "the log directory is still changing: " + cur
+	})
 	close(stop)
 	<-watched
 

@@ -46,7 +46,7 @@ func TestKill9OfTheAgentChangesNothing(t *testing.T) {
 	for _, name := range steady {
 		a.WaitRunning(name, 60*time.Second)
 	}
-	loop := a.WaitPod("loop", 30*time.Second, "crash-looping", func(p *v1.Pod) bool {
+	loop := a.WaitPod("loop", 90*time.Second, "crash-looping", func(p *v1.Pod) bool {
 		return containerStatus(p, "main").RestartCount >= 2
 	})
 	before := snapshot(a, steady)
@@ -73,7 +73,7 @@ func TestKill9OfTheAgentChangesNothing(t *testing.T) {
 			t.Fatalf("pod %s has %d sandboxes after the restart, want 1", name, n)
 		}
 	}
-	p := a.WaitPod("loop", 30*time.Second, "still counting restarts", func(p *v1.Pod) bool {
+	p := a.WaitPod("loop", 60*time.Second, "still counting restarts", func(p *v1.Pod) bool {
 		return containerStatus(p, "main").RestartCount > loopRestarts
 	})
 	running := 0

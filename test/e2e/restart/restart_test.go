@@ -80,7 +80,7 @@ func TestAlwaysRestartsWithDoublingDelay(t *testing.T) {
 			// Dead instances are collected: the current one and the previous (whose log
 			// serves `logs --previous`) stay, older ones go with their log files.
 			// (A restart briefly holds three: the new one starts before the oldest goes.)
-			framework.Eventually(t, 10*time.Second, func() (bool, string) {
+			framework.Eventually(t, 30*time.Second, func() (bool, string) {
 				n := len(a.Containers(map[string]string{cri.LabelPodUID: string(p.UID)}))
 				logs, _ := filepath.Glob(filepath.Join(a.LogsDir, fmt.Sprintf("default_%s_%s", p.Name, p.UID), "main", "*.log"))
 				return n <= 2 && len(logs) <= 2, fmt.Sprintf("%d instances and log files %v kept, want at most 2 each", n, logs)
@@ -93,7 +93,7 @@ func TestCrashLoopBackOffShowsTheWait(t *testing.T) {
 	t.Parallel()
 	a := framework.StartAgent(t, framework.AgentOptions{ExtraArgs: []string{"--restart-backoff-initial", "30s"}})
 	a.WriteManifest("loop.yaml", pod("loop", "Always", "exit 2"))
-	p := a.WaitPod("loop", 30*time.Second, "in CrashLoopBackOff", func(p *v1.Pod) bool {
+	p := a.WaitPod("loop", 90*time.Second, "in CrashLoopBackOff", func(p *v1.Pod) bool {
 		cs := containerStatus(p, "main")
 		return cs != nil && cs.State.Waiting != nil && cs.State.Waiting.Reason == "CrashLoopBackOff"
 	})
@@ -127,18 +127,18 @@ func TestRestartPolicies(t *testing.T) {
 					a := agentWith(t, mode)
 					a.WriteManifest("p.yaml", pod("p", tc.policy, tc.command))
 					if tc.restarted {
-						a.WaitPod("p", 30*time.Second, "restarted", func(p *v1.Pod) bool {
+						a.WaitPod("p", 90*time.Second, "restarted", func(p *v1.Pod) bool {
 							cs := containerStatus(p, "main")
 							return cs != nil && cs.RestartCount >= 1 && p.Status.Phase == tc.phase
 						})
 						return
 					}
-					p := a.WaitPod("p", 30*time.Second, string(tc.phase), func(p *v1.Pod) bool { return p.Status.Phase == tc.phase })
+					p := a.WaitPod("p", 90*time.Second, string(tc.phase), func(p *v1.Pod) bool { return p.Status.Phase == tc.phase })
 					if cs := containerStatus(p, "main"); cs.RestartCount != 0 || cs.State.Terminated == nil {
 						t.Fatalf("container status = %+v", cs)
 					}
 					// A finished pod gives back its sandbox.
-					framework.Eventually(t, 10*time.Second, func() (bool, string) {
+					framework.Eventually(t, 30*time.Second, func() (bool, string) {
 						for _, sb := range a.Sandboxes(nil) {
 							if sb.State.String() == "SANDBOX_READY" {
 								return false, "the finished pod's sandbox is still ready"

@@ -143,22 +143,34 @@ spec:
 
 	// A reader loop inside the container logs every read's first and last 4 bytes and its
 	// length; every read must be one whole version.
+	readerDone := make(chan error, 1)
 	go func() {
-		_, _, _, _ = framework.TB.CRI.ExecSync(context.Background(), id, []string{"sh", "-c",
-			"for i in $(seq 3000); do c=$(cat /cfg/greeting); echo \"${c:0:4} ${c: -4} ${#c}\"; done > /tmp/reads"}, 60*time.Second)
+		_, stderr, code, err := framework.TB.CRI.ExecSync(context.Background(), id, []string{"sh", "-c",
+			"for i in $(seq 3000); do c=$(cat /cfg/greeting); echo \"${c:0:4} ${c: -4} ${#c}\"; done > /tmp/reads"}, 5*time.Minute)
+		if err == nil && code != 0 {
+			err = fmt.Errorf("exit %d: %s", code, stderr)
+		}
+		readerDone <- err
 	}()
 	for v := 1; v <= 5; v++ {
 		a.WriteManifest("cm.yaml", configMap("live", version(v)))
 		want := version(v)[:4]
-		framework.Eventually(t, 10*time.Second, func() (bool, string) {
+		framework.Eventually(t, 30*time.Second, func() (bool, string) {
 			out, _ := execIn(t, p, "sh", "-c", "head -c 4 /cfg/greeting")
 			return out == want, fmt.Sprintf("the pod sees %q, want %q", out, want)
 		})
 	}
-	framework.Eventually(t, 60*time.Second, func() (bool, string) {
-		out, _ := execIn(t, p, "sh", "-c", "wc -l < /tmp/reads")
-		return strings.TrimSpace(out) == "3000", "reader still running: " + out
-	})
+	select {
+	case err := <-readerDone:
+		if err != nil {
+			t.Fatalf("the reader loop: %v", err)
+		}
+	case <-time.After(5 * time.Minute):
+		t.Fatal("the reader loop did not finish in 5 minutes")
+	}
+	if out, _ := execIn(t, p, "sh", "-c", "wc -l < /tmp/reads"); strings.TrimSpace(out) != "3000" {
+		t.Fatalf("the reader made %s reads, want 3000", out)
+	}
 	out, _ := execIn(t, p, "cat", "/tmp/reads")
 	seen := map[byte]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -273,7 +285,7 @@ spec:
 		t.Fatalf("phase = %s", p.Status.Phase)
 	}
 	a.WriteManifest("later.yaml", configMap("later", "finally"))
-	p = a.WaitRunning("waits", 30*time.Second)
+	p = a.WaitRunning("waits", 60*time.Second)
 	if out, _ := execIn(t, p, "sh", "-c", "echo $GREETING"); strings.TrimSpace(out) != "finally" {
 		t.Fatalf("GREETING = %q", out)
 	}
