@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func TestSIGTERMLeavesPodsRunningAndRestartAdoptsThem(t *testing.T) {
 	before := a.WaitRunning("keep", 60*time.Second)
 	ids := containerIDs(a)
 
-	if code := a.Signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+	if code := a.Signal(syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Fatalf("nodeagent exited %d on SIGTERM, want 0", code)
 	}
 	if !strings.Contains(a.Log(), "pods keep running") {
@@ -64,7 +65,7 @@ func TestSIGTERMLeavesPodsRunningAndRestartAdoptsThem(t *testing.T) {
 	}
 
 	a.Start()
-	after := a.WaitRunning("keep", 30*time.Second)
+	after := a.WaitRunning("keep", 60*time.Second)
 	if after.UID != before.UID {
 		t.Fatalf("UID changed across restart: %s -> %s", before.UID, after.UID)
 	}
@@ -85,10 +86,10 @@ func TestPodRemovedWhileAgentDownIsCleanedUpOnStart(t *testing.T) {
 	a := framework.StartAgent(t, framework.AgentOptions{})
 	a.WriteManifest("gone.yaml", sleeper("gone"))
 	a.WaitRunning("gone", 60*time.Second)
-	a.Signal(syscall.SIGTERM, 15*time.Second)
+	a.Signal(syscall.SIGTERM, 30*time.Second)
 	a.RemoveManifest("gone.yaml")
 	a.Start()
-	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+	framework.Eventually(t, 60*time.Second, func() (bool, string) {
 		n := len(a.Sandboxes(nil))
 		return n == 0, fmt.Sprintf("%d sandboxes left of a pod no manifest wants", n)
 	})
@@ -124,28 +125,60 @@ func TestUnreachableRuntimeGivesOneClearErrorAndKeepsTrying(t *testing.T) {
 	t.Parallel()
 	bin := framework.AgentBinary(t)
 	dir := t.TempDir()
+	sock := dir + "/no.sock"
 	cmd := exec.Command(bin, "--node-name", "n-unreachable", "--root-dir", dir+"/root", "--pod-logs-dir", dir+"/logs",
-		"--runtime-endpoint", "unix://"+dir+"/no.sock", "--debug-address", "127.0.0.1:0")
-	out := &strings.Builder{}
+		"--runtime-endpoint", "unix://"+sock, "--debug-address", "127.0.0.1:0")
+	// The process writes while the test reads: a locked buffer.
+	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	time.Sleep(3 * time.Second) // several retries' worth
-	select {
-	case err := <-done:
-		t.Fatalf("the agent exited instead of retrying: %v\n%s", err, out)
-	default:
+	exited := func() {
+		t.Helper()
+		select {
+		case err := <-done:
+			t.Fatalf("the agent exited instead of retrying: %v\n%s", err, out)
+		default:
+		}
 	}
+	// However slow the agent is to get going, it names the missing socket in a warning.
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+		exited()
+		for _, line := range strings.Split(out.String(), "\n") {
+			if strings.Contains(line, "level=warning") && strings.Contains(line, sock) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("no warning naming %s yet:\n%s", sock, out)
+	})
+	// Retries come 0.5, 1 and 2 s apart: after 5 s more, several have failed the same way.
+	time.Sleep(5 * time.Second)
+	exited()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	<-done
 	log := out.String()
 	if n := strings.Count(log, "level=warning"); n != 1 {
 		t.Errorf("%d warnings, want exactly one clear error:\n%s", n, log)
 	}
-	if !strings.Contains(log, dir+"/no.sock") {
-		t.Errorf("the error does not name the endpoint:\n%s", log)
-	}
+}
+
+// lockedBuffer is an io.Writer a process's output can go to while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -17,6 +17,7 @@ import (
 )
 
 // probedPod runs one container with a readiness probe, so every series family has samples.
+// timeoutSeconds 5: an exec probe goes through containerd, which is slow on a loaded machine.
 func probedPod(name string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
@@ -31,6 +32,7 @@ spec:
     readinessProbe:
       exec: {command: ["true"]}
       periodSeconds: 1
+      timeoutSeconds: 5
 `, name, framework.TB.BusyboxImage)
 }
 
@@ -91,7 +93,8 @@ func TestMetricsTimelineAndCLIShowARunningPod(t *testing.T) {
 		"process_resident_memory_bytes ",
 	}
 	var body string
-	framework.Eventually(t, 60*time.Second, func() (bool, string) {
+	// The crashing pod's restart comes after its first exit and a back-off: give it time.
+	framework.Eventually(t, 90*time.Second, func() (bool, string) {
 		code, b, err := a.Get("/metrics")
 		if err != nil || code != 200 {
 			return false, fmt.Sprintf("/metrics: %d %v", code, err)
@@ -138,23 +141,28 @@ func TestMetricsTimelineAndCLIShowARunningPod(t *testing.T) {
 		t.Errorf("/debug/pods of an unknown UID: %d, want 404", code)
 	}
 
-	// The CLI: the table lists the pod with its IP, describe shows the timeline.
-	out := cli(t, a, "pods")
-	if !strings.HasPrefix(out, "NAMESPACE ") {
-		t.Errorf("nodeagent pods header:\n%s", out)
-	}
-	var line string
-	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) >= 7 && f[1] == name {
-			line = l
-			if f[0] != "default" || f[2] != "1/1" || f[3] != "Running" || f[6] != pod.Status.PodIP {
-				t.Errorf("nodeagent pods row %q, want default %s 1/1 Running ... %s", l, name, pod.Status.PodIP)
+	// The CLI: the table lists the pod with its IP, describe shows the timeline. The row is
+	// read again until it shows the pod ready: one slow probe may make it 0/1 for a moment.
+	var out string
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+		out = cli(t, a, "pods")
+		if !strings.HasPrefix(out, "NAMESPACE ") {
+			return false, fmt.Sprintf("nodeagent pods header:\n%s", out)
+		}
+		line := ""
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) >= 7 && f[1] == name {
+				line = l
+				if f[0] != "default" || f[2] != "1/1" || f[3] != "Running" || f[6] != pod.Status.PodIP {
+					return false, fmt.Sprintf("nodeagent pods row %q, want default %s 1/1 Running ... %s", l, name, pod.Status.PodIP)
+				}
 			}
 		}
-	}
-	if line == "" {
-		t.Errorf("nodeagent pods does not list %s:\n%s", name, out)
-	}
+		if line == "" {
+			return false, fmt.Sprintf("nodeagent pods does not list %s:\n%s", name, out)
+		}
+		return true, ""
+	})
 	out = cli(t, a, "describe", name, "-n", "default")
 	for _, w := range []string{string(pod.UID), "Timeline", "sandbox", "network", "Started", pod.Status.PodIP} {
 		if !strings.Contains(out, w) {

@@ -18,8 +18,9 @@ import (
 const (
 	startTimeout = 60 * time.Second
 	// flipTimeout is how long a one-second probe may take to notice a change and the status
-	// to show it: a few periods, generously.
-	flipTimeout = 15 * time.Second
+	// to show it: a few periods, very generously, since on a loaded CI machine a probe (an
+	// exec through containerd above all) can take seconds.
+	flipTimeout = 45 * time.Second
 )
 
 // serverPod is a pod running hack/testserver with args in a container named "server"; spec

@@ -18,9 +18,11 @@ import (
 func TestLivenessFailureRestartsTheContainer(t *testing.T) {
 	t.Parallel()
 	a := framework.StartAgent(t, framework.AgentOptions{})
+	// timeoutSeconds 5: on a loaded machine a 1 s probe of a healthy server can time out.
 	a.WriteManifest("live.yaml", serverPod("live", 5, nil, `    livenessProbe:
       httpGet: {path: /healthz, port: 8080}
       periodSeconds: 1
+      timeoutSeconds: 5
       failureThreshold: 2
 `))
 	p := a.WaitRunning("live", startTimeout)
@@ -35,7 +37,9 @@ func TestLivenessFailureRestartsTheContainer(t *testing.T) {
 
 	execIn(t, a, "live", "server", "touch", "/tmp/unhealthy")
 	failed := time.Now()
-	p = a.WaitPod("live", 30*time.Second, "restarted by its liveness probe", func(p *v1.Pod) bool {
+	// Killing the instance and creating and starting a new one takes containerd a while
+	// under load.
+	p = a.WaitPod("live", 60*time.Second, "restarted by its liveness probe", func(p *v1.Pod) bool {
 		cs := containerStatus(p, "server")
 		return cs != nil && cs.RestartCount == 1 && cs.State.Running != nil && cs.ContainerID != first.ContainerID
 	})
@@ -46,7 +50,7 @@ func TestLivenessFailureRestartsTheContainer(t *testing.T) {
 	} else {
 		t.Logf("lastState.terminated: exit %d, reason %q, message %q", last.ExitCode, last.Reason, last.Message)
 	}
-	t.Logf("agent: %s", a.WaitLog(10*time.Second, "Liveness probe failed", "server"))
+	t.Logf("agent: %s", a.WaitLog(30*time.Second, "Liveness probe failed", "server"))
 
 	// The killed instance got SIGTERM before it went; its log stays as the previous one.
 	prev := filepath.Join(a.LogsDir, fmt.Sprintf("default_%s_%s", p.Name, p.UID), "server", "0.log")
@@ -70,6 +74,7 @@ func TestReadinessFollowsTheProbe(t *testing.T) {
 	a.WriteManifest("ready.yaml", serverPod("ready", 2, nil, `    readinessProbe:
       httpGet: {path: /ready, port: 8080}
       periodSeconds: 1
+      timeoutSeconds: 5
       failureThreshold: 1
 `))
 	a.WaitPod("ready", startTimeout, readiness(false), readyIs(false))
@@ -94,36 +99,40 @@ func TestReadinessFollowsTheProbe(t *testing.T) {
 }
 
 // A startup probe keeps the liveness probe off until it passes: a server that listens only
-// after 6 s is not killed by a one-strike liveness probe, reports started=false until the
+// after 15 s is not killed by a one-strike liveness probe, reports started=false until the
 // startup probe passes and started=true (and ready) after.
 func TestStartupProbeHoldsOffLiveness(t *testing.T) {
 	t.Parallel()
-	const listenAfter = 6 * time.Second
+	const listenAfter = 15 * time.Second
 	a := framework.StartAgent(t, framework.AgentOptions{})
+	// timeoutSeconds 5 on both: a probe slowed down by a loaded machine must not count as a
+	// failure (for the one-strike liveness probe, a restart). The startup probe allows 40
+	// failures, far more than the 15 s of closed ports.
 	a.WriteManifest("slowstart.yaml", serverPod("slowstart", 2, []string{"-startup-delay", listenAfter.String()}, `    startupProbe:
       httpGet: {path: /healthz, port: 8080}
       periodSeconds: 1
-      failureThreshold: 15
+      timeoutSeconds: 5
+      failureThreshold: 40
     livenessProbe:
       httpGet: {path: /healthz, port: 8080}
       periodSeconds: 1
+      timeoutSeconds: 5
       failureThreshold: 1
 `))
-	p := a.WaitPod("slowstart", startTimeout, "running, not started, not ready", func(p *v1.Pod) bool {
-		cs := containerStatus(p, "server")
-		return cs != nil && cs.State.Running != nil && cs.Started != nil && !*cs.Started && !cs.Ready &&
-			condition(p, v1.PodReady) == v1.ConditionFalse
-	})
-	c := runningContainer(t, a, "slowstart", "server")
-	started := criStartedAt(t, c.Id)
-	t.Logf("not started yet %v after the container started: %s", time.Since(started).Round(100*time.Millisecond), describe(p))
 
+	// One watch from the start, so the not-started state (which lasts only until the server
+	// listens) is seen whenever the agent reports it, however late the container starts.
+	var notStarted *v1.Pod // first seen running, not started, not ready
 	var startedSeen time.Time
-	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+	framework.Eventually(t, startTimeout+2*listenAfter, func() (bool, string) {
 		p := a.FindPod("slowstart")
 		cs := containerStatus(p, "server")
 		if cs != nil && cs.RestartCount != 0 {
 			t.Fatalf("restarted before its startup probe passed: %s", describe(p))
+		}
+		if notStarted == nil && cs != nil && cs.State.Running != nil && cs.Started != nil && !*cs.Started && !cs.Ready &&
+			condition(p, v1.PodReady) == v1.ConditionFalse {
+			notStarted = p
 		}
 		ok := cs != nil && cs.Started != nil && *cs.Started && readyIs(true)(p)
 		if ok {
@@ -131,14 +140,21 @@ func TestStartupProbeHoldsOffLiveness(t *testing.T) {
 		}
 		return ok, "not started and ready: " + describe(p)
 	})
+	if notStarted == nil {
+		t.Fatalf("never reported running with started=false before its startup probe passed")
+	}
+	t.Logf("first seen not started: %s", describe(notStarted))
+	c := runningContainer(t, a, "slowstart", "server")
+	started := criStartedAt(t, c.Id)
 	took := startedSeen.Sub(started)
 	t.Logf("started and ready %v after the container started", took.Round(100*time.Millisecond))
 	if took < listenAfter-500*time.Millisecond {
 		t.Errorf("started=true %v after the container started, but the server listens only after %v", took, listenAfter)
 	}
 
-	// The liveness probe has taken over and passes: still the first instance at 12 s.
-	consistently(t, time.Until(started.Add(12*time.Second)), func() (bool, string) {
+	// The liveness probe has taken over and passes: still the first instance at 25 s (10 s
+	// of one-strike liveness probes).
+	consistently(t, time.Until(started.Add(listenAfter+10*time.Second)), func() (bool, string) {
 		p := a.FindPod("slowstart")
 		cs := containerStatus(p, "server")
 		return cs != nil && cs.RestartCount == 0 && cs.State.Running != nil && cs.Ready, "after the startup probe passed: " + describe(p)
@@ -183,7 +199,9 @@ func TestEveryHandlerPassesAndFails(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			a := framework.StartAgent(t, framework.AgentOptions{})
+			// timeoutSeconds 5: a slow answer on a loaded machine must not pass for a failure.
 			a.WriteManifest("h.yaml", serverPod("h", 2, nil, tc.spec+`      periodSeconds: 1
+      timeoutSeconds: 5
       failureThreshold: 1
 `))
 			a.WaitPod("h", startTimeout, readiness(tc.ready), readyIs(tc.ready))
@@ -215,7 +233,8 @@ func TestEveryHandlerPassesAndFails(t *testing.T) {
 }
 
 // timeoutSeconds is kept: an answer that takes 3 s fails a probe that waits 1 s, every time,
-// and passes one that waits 5 s.
+// and passes one that waits 10 s (ample margin for a loaded machine, where the 3 s answer may
+// take longer to arrive).
 func TestProbeTimeoutIsKept(t *testing.T) {
 	t.Parallel()
 	a := framework.StartAgent(t, framework.AgentOptions{})
@@ -228,11 +247,11 @@ func TestProbeTimeoutIsKept(t *testing.T) {
 `, timeout)
 	}
 	a.WriteManifest("timeout1.yaml", serverPod("timeout1", 2, nil, slow(1)))
-	a.WriteManifest("timeout5.yaml", serverPod("timeout5", 2, nil, slow(5)))
+	a.WriteManifest("timeout10.yaml", serverPod("timeout10", 2, nil, slow(10)))
 
-	a.WaitPod("timeout5", startTimeout, readiness(true), readyIs(true))
+	a.WaitPod("timeout10", startTimeout, readiness(true), readyIs(true))
 	ready := time.Now()
-	if took := ready.Sub(criStartedAt(t, runningContainer(t, a, "timeout5", "server").Id)); took < 3*time.Second-200*time.Millisecond {
+	if took := ready.Sub(criStartedAt(t, runningContainer(t, a, "timeout10", "server").Id)); took < 3*time.Second-200*time.Millisecond {
 		t.Errorf("ready %v after the container started, sooner than the 3 s answer", took)
 	}
 
@@ -243,7 +262,7 @@ func TestProbeTimeoutIsKept(t *testing.T) {
 		return p != nil && readyIs(false)(p) && cs.RestartCount == 0, "with a 1 s timeout on a 3 s answer: " + describe(p)
 	})
 	// The slow answers of one pod hold nothing else up: the other stays ready throughout.
-	if p := a.FindPod("timeout5"); p == nil || !readyIs(true)(p) {
-		t.Fatalf("timeout5 lost its readiness: %s", describe(p))
+	if p := a.FindPod("timeout10"); p == nil || !readyIs(true)(p) {
+		t.Fatalf("timeout10 lost its readiness: %s", describe(p))
 	}
 }
