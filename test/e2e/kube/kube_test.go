@@ -60,7 +60,7 @@ func TestNodeJoinsReadyAndRenewsItsLease(t *testing.T) {
 		return l.Spec.RenewTime.Time
 	}
 	first := lease()
-	framework.Eventually(t, 25*time.Second, func() (bool, string) {
+	framework.Eventually(t, 60*time.Second, func() (bool, string) {
 		return lease().After(first), "lease not renewed"
 	})
 }
@@ -75,11 +75,15 @@ func TestKubectlPodRunsShowsItsIPAndEventsAndIsDeleted(t *testing.T) {
 	if !strings.Contains(wide, p.Status.PodIP) || !strings.Contains(wide, a.NodeName) || !strings.Contains(wide, "Running") {
 		t.Errorf("kubectl get -o wide:\n%s", wide)
 	}
-	resp, err := httpClient.Get("http://" + p.Status.PodIP + ":8080/")
-	if err != nil {
-		t.Fatalf("the pod's IP does not answer: %v", err)
-	}
-	resp.Body.Close()
+	// Ready says the container runs, not that its server listens yet (no readiness probe).
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+		resp, err := httpClient.Get("http://" + p.Status.PodIP + ":8080/")
+		if err != nil {
+			return false, fmt.Sprintf("the pod's IP does not answer: %v", err)
+		}
+		resp.Body.Close()
+		return true, ""
+	})
 
 	framework.Eventually(t, 30*time.Second, func() (bool, string) {
 		d := kubectl(t, "describe", "pod", "-n", ns, "web")

@@ -246,12 +246,12 @@ func TestKubectlLogsFollowPreviousAndExecThroughTheAPIServer(t *testing.T) {
 	}
 	expect("started", 30*time.Second)
 	kubectl(t, "exec", "-n", ns, "talk", "--", "sh", "-c", "echo said-after-follow > /tmp/say")
-	expect("said-after-follow", 15*time.Second)
+	expect("said-after-follow", 60*time.Second)
 
 	// The container exits 1 and is restarted; the follow ends with the instance, and
 	// --previous reads the instance that ended.
 	kubectl(t, "exec", "-n", ns, "talk", "--", "touch", "/tmp/stop")
-	expect("stopping", 15*time.Second)
+	expect("stopping", 60*time.Second)
 	select {
 	case _, ok := <-lines:
 		for ok {
@@ -310,12 +310,12 @@ func TestKubectlPortForwardThroughTheAPIServer(t *testing.T) {
 		t.Fatalf("kubectl port-forward printed no local port; stderr: %s", stderr.String())
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	resp, err := httpClient.Get("http://127.0.0.1:" + port + "/")
-	if err != nil {
-		t.Fatalf("GET through the forward: %v; kubectl: %s", err, stderr.String())
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("GET through the forward: %s", resp.Status)
-	}
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+		resp, err := httpClient.Get("http://127.0.0.1:" + port + "/")
+		if err != nil {
+			return false, fmt.Sprintf("GET through the forward: %v; kubectl: %s", err, stderr.String())
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, "GET through the forward: " + resp.Status
+	})
 }
