@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -129,7 +128,7 @@ func TestUnreachableRuntimeGivesOneClearErrorAndKeepsTrying(t *testing.T) {
 	cmd := exec.Command(bin, "--node-name", "n-unreachable", "--root-dir", dir+"/root", "--pod-logs-dir", dir+"/logs",
 		"--runtime-endpoint", "unix://"+sock, "--debug-address", "127.0.0.1:0")
 	// The process writes while the test reads: a locked buffer.
-	out := &lockedBuffer{}
+	out := &framework.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -163,22 +162,4 @@ func TestUnreachableRuntimeGivesOneClearErrorAndKeepsTrying(t *testing.T) {
 	if n := strings.Count(log, "level=warning"); n != 1 {
 		t.Errorf("%d warnings, want exactly one clear error:\n%s", n, log)
 	}
-}
-
-// lockedBuffer is an io.Writer a process's output can go to while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -47,7 +47,7 @@ type Agent struct {
 	mu        sync.Mutex
 	cmd       *exec.Cmd
 	done      chan struct{} // closed when the current process exits
-	out       *syncBuffer   // everything every process of this agent wrote
+	out       *SyncBuffer   // everything every process of this agent wrote
 }
 
 // AgentOptions tweaks an agent; zero is fine.
@@ -123,7 +123,7 @@ func StartAgent(t *testing.T, opts AgentOptions) *Agent {
 		NodeAPIPort: freePort(t),
 		t:           t,
 		bin:         binary(t),
-		out:         &syncBuffer{},
+		out:         &SyncBuffer{},
 	}
 	if err := os.MkdirAll(a.ManifestDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -410,18 +410,19 @@ func Eventually(t *testing.T, timeout time.Duration, cond func() (bool, string))
 	}
 }
 
-type syncBuffer struct {
+// SyncBuffer is an io.Writer a process's output can go to while a test reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
