@@ -16,7 +16,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
-	"github.com/nodeagent/nodeagent/pkg/volume"
 )
 
 // Waiting reasons as the kubelet spells them.
@@ -224,7 +223,7 @@ func (w *worker) containerConfig(pod *v1.Pod, c *v1.Container, attempt uint32, i
 			return nil, fmt.Errorf("container %q: volumeMounts[0] (volume %q): this agent has no volume support configured", c.Name, c.VolumeMounts[0].Name)
 		}
 		var err error
-		if mounts, err = volume.Mounts(pod, c, w.volumePaths); err != nil {
+		if mounts, err = w.m.cfg.Volumes.Mounts(pod, c, w.volumePaths); err != nil {
 			return nil, fmt.Errorf("container %q: %w", c.Name, err)
 		}
 	}

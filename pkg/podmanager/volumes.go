@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/errdefs"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Volumes prepares and removes pods' volumes; volume.Manager implements it.
@@ -15,6 +16,10 @@ type Volumes interface {
 	// SetUp is idempotent and cheap when nothing changed; it refreshes configMap, secret
 	// and downwardAPI contents, so calling it on every sync is how updates reach pods.
 	SetUp(ctx context.Context, pod *v1.Pod) (map[string]string, error)
+	// Mounts builds c's CRI mounts from the paths SetUp returned. It stages subPath mounts
+	// (bind mounts the runtime cannot be tricked into redirecting), so it is called right
+	// before each CreateContainer; TearDown releases them.
+	Mounts(pod *v1.Pod, c *v1.Container, paths map[string]string) ([]*runtimeapi.Mount, error)
 	TearDown(uid types.UID) error
 	PodsOnDisk() ([]types.UID, error)
 }

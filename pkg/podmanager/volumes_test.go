@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // fakeConfigs is a ConfigSource holding what a test puts in it.
@@ -50,6 +51,19 @@ func (f *fakeVolumes) SetUp(_ context.Context, pod *v1.Pod) (map[string]string, 
 	out := map[string]string{}
 	for _, v := range pod.Spec.Volumes {
 		out[v.Name] = f.hostPath + "/" + v.Name
+	}
+	return out, nil
+}
+
+// Mounts maps each volumeMount to its volume's path, as the real one does without subPaths.
+func (f *fakeVolumes) Mounts(_ *v1.Pod, c *v1.Container, paths map[string]string) ([]*runtimeapi.Mount, error) {
+	var out []*runtimeapi.Mount
+	for _, vm := range c.VolumeMounts {
+		p, ok := paths[vm.Name]
+		if !ok {
+			return nil, fmt.Errorf("volume %q is not set up", vm.Name)
+		}
+		out = append(out, &runtimeapi.Mount{ContainerPath: vm.MountPath, HostPath: p, Readonly: vm.ReadOnly})
 	}
 	return out, nil
 }

@@ -32,8 +32,14 @@
 // Calls for different pods may run concurrently; calls for one pod must not overlap (the pod
 // worker serialises them).
 //
-// Known limit: a subPath inside a writable volume is resolved (symlinks checked to stay inside
-// the volume) when the container's mounts are built, and the runtime bind-mounts it later; a
-// container that swaps a directory for a symlink in between could redirect that mount. The
-// kubelet closes this window with fd-based bind mounts of its own, which a CRI path cannot.
+// subPath mounts (subpath.go) never reach the runtime as a path inside a volume a container can
+// write: the path is resolved (symlinks must stay inside the volume), opened again one component
+// at a time without following symlinks, and that descriptor is bind-mounted onto a staging path,
+//
+//	<root-dir>/pods/<uid>/volume-subpaths/<volume>/<container>/<mount index>
+//
+// which is what CRI gets (the kubelet's answer to CVE-2017-1002101, with its layout). A
+// container swapping a directory for a symlink can then only make a container creation fail,
+// never redirect a mount. Staging paths are re-bound at each container creation and unmounted
+// by TearDown (and so by the orphan sweep after a crash) before anything is removed.
 package volume

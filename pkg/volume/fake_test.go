@@ -59,16 +59,42 @@ func (s *fakeSource) GetSecret(ns, name string) (*v1.Secret, error) {
 	return nil, fmt.Errorf("secret %s/%s: %w", ns, name, errdefs.ErrNotFound)
 }
 
-// fakeMounter records tmpfs mounts by path; a "mount" is only a note, the directory stays on
-// the test's disk.
+// fakeMounter records tmpfs and bind mounts by path; a "mount" is only a note, the directory
+// stays on the test's disk. A bind of /proc/self/fd/N records the path the descriptor refers
+// to at the time of the call, which is what a real bind would show.
 type fakeMounter struct {
-	mu       sync.Mutex
-	mounts   map[string]int64 // path -> size
-	mountErr error
-	calls    int
+	mu         sync.Mutex
+	mounts     map[string]int64  // path -> size
+	binds      map[string]string // target -> what the source referred to
+	mountErr   error
+	unmountErr error
+	calls      int
 }
 
-func newFakeMounter() *fakeMounter { return &fakeMounter{mounts: map[string]int64{}} }
+func newFakeMounter() *fakeMounter {
+	return &fakeMounter{mounts: map[string]int64{}, binds: map[string]string{}}
+}
+
+func (f *fakeMounter) BindMount(source, target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := os.Lstat(target); err != nil {
+		return err
+	}
+	real, err := os.Readlink(source)
+	if err != nil {
+		return err
+	}
+	f.binds[target] = real
+	return nil
+}
+
+// bound is what target is bind-mounted from, "" when nothing is.
+func (f *fakeMounter) bound(target string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.binds[target]
+}
 
 func (f *fakeMounter) MountTmpfs(target string, size int64) error {
 	f.mu.Lock()
@@ -87,6 +113,13 @@ func (f *fakeMounter) MountTmpfs(target string, size int64) error {
 func (f *fakeMounter) Unmount(target string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.unmountErr != nil {
+		return f.unmountErr
+	}
+	if _, ok := f.binds[target]; ok {
+		delete(f.binds, target)
+		return nil
+	}
 	delete(f.mounts, target)
 	return nil
 }
@@ -95,7 +128,8 @@ func (f *fakeMounter) IsMountPoint(p string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	_, ok := f.mounts[p]
-	return ok, nil
+	_, bound := f.binds[p]
+	return ok || bound, nil
 }
 
 func (f *fakeMounter) size(p string) (int64, bool) {

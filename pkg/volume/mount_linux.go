@@ -32,6 +32,13 @@ func (hostMounter) MountTmpfs(target string, sizeBytes int64) error {
 	return nil
 }
 
+func (hostMounter) BindMount(source, target string) error {
+	if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
+		return &os.PathError{Op: "bind mount " + source + " on", Path: target, Err: err}
+	}
+	return nil
+}
+
 func (m hostMounter) Unmount(target string) error {
 	mounted, err := m.IsMountPoint(target)
 	if err != nil || !mounted {

@@ -12,5 +12,6 @@ type hostMounter struct{}
 func HostMounter() Mounter { return hostMounter{} }
 
 func (hostMounter) MountTmpfs(string, int64) error    { return errNotLinux }
+func (hostMounter) BindMount(string, string) error    { return errNotLinux }
 func (hostMounter) Unmount(string) error              { return errNotLinux }
 func (hostMounter) IsMountPoint(string) (bool, error) { return false, errNotLinux }

@@ -15,11 +15,14 @@ import (
 // Mounts builds c's CRI mounts from its volumeMounts and the host paths SetUp returned.
 // configMap, secret, downwardAPI and projected volumes are always read-only, as in the
 // kubelet. A subPath (or subPathExpr, expanded from c's literal env values and pod metadata) is
-// joined safely: it must be relative without '..', and once symlinks are resolved it must stay
-// inside the volume. For emptyDir and hostPath a missing subPath is created as a directory with
-// the volume root's mode (as the kubelet); for the other volumes it must resolve through ..data
-// to what is there now, so such a mount does not follow later updates (as in Kubernetes).
-func Mounts(pod *v1.Pod, c *v1.Container, paths map[string]string) ([]*runtimeapi.Mount, error) {
+// resolved safely: it must be relative without '..', once symlinks are resolved it must stay
+// inside the volume, and the runtime gets a staged bind mount of what was checked, never the
+// path itself (stageSubPath). For emptyDir and hostPath a missing subPath is created as a
+// directory with the volume root's mode (as the kubelet); for the other volumes it must resolve
+// through ..data to what is there now, so such a mount does not follow later updates (as in
+// Kubernetes). Call it right before the container is created: the staged mounts are redone on
+// every call and released by TearDown.
+func (mgr *Manager) Mounts(pod *v1.Pod, c *v1.Container, paths map[string]string) ([]*runtimeapi.Mount, error) {
 	vols := make(map[string]*v1.Volume, len(pod.Spec.Volumes))
 	for i := range pod.Spec.Volumes {
 		vols[pod.Spec.Volumes[i].Name] = &pod.Spec.Volumes[i]
@@ -27,7 +30,7 @@ func Mounts(pod *v1.Pod, c *v1.Container, paths map[string]string) ([]*runtimeap
 	var out []*runtimeapi.Mount
 	for i := range c.VolumeMounts {
 		vm := &c.VolumeMounts[i]
-		m, err := mount(pod, c, vm, vols[vm.Name], paths)
+		m, err := mgr.mount(pod, c, i, vm, vols[vm.Name], paths)
 		if err != nil {
 			return nil, fmt.Errorf("container %q: volumeMounts[%d] (volume %q): %w", c.Name, i, vm.Name, err)
 		}
@@ -36,7 +39,7 @@ func Mounts(pod *v1.Pod, c *v1.Container, paths map[string]string) ([]*runtimeap
 	return out, nil
 }
 
-func mount(pod *v1.Pod, c *v1.Container, vm *v1.VolumeMount, vol *v1.Volume, paths map[string]string) (*runtimeapi.Mount, error) {
+func (mgr *Manager) mount(pod *v1.Pod, c *v1.Container, index int, vm *v1.VolumeMount, vol *v1.Volume, paths map[string]string) (*runtimeapi.Mount, error) {
 	if vol == nil {
 		return nil, errors.New("the pod has no volume of that name")
 	}
@@ -60,7 +63,7 @@ func mount(pod *v1.Pod, c *v1.Container, vm *v1.VolumeMount, vol *v1.Volume, pat
 	atomic := isAtomicWriter(vol)
 	if subPath != "" {
 		var err error
-		if host, err = resolveSubPath(host, subPath, !atomic); err != nil {
+		if host, err = mgr.stageSubPath(pod.UID, vm.Name, c.Name, index, host, subPath, !atomic); err != nil {
 			return nil, err
 		}
 	}
@@ -104,61 +107,61 @@ func isAtomicWriter(vol *v1.Volume) bool {
 	return s.ConfigMap != nil || s.Secret != nil || s.DownwardAPI != nil || s.Projected != nil
 }
 
-// resolveSubPath joins subPath onto the volume root root and returns the real host path: every
-// symlink on the way is resolved and must stay inside the volume. With create, missing
-// elements are made as directories with the root's mode; without it they are an error.
-func resolveSubPath(root, subPath string, create bool) (string, error) {
+// resolveSubPath resolves subPath under the volume root root: every symlink on the way is
+// resolved and must stay inside the volume. It returns the root's real path, subPath's real path
+// relative to it, and the root's mode (what created elements get). With create the tail of that
+// path may not exist yet (mkdirBeneath makes it); without it a missing element is an error.
+// Nothing here is trusted later: stageSubPath opens the result again without following symlinks.
+func resolveSubPath(root, subPath string, create bool) (realRoot, rel string, mode fs.FileMode, err error) {
 	if filepath.IsAbs(subPath) {
-		return "", fmt.Errorf("subPath %q must be a relative path", subPath)
+		return "", "", 0, fmt.Errorf("subPath %q must be a relative path", subPath)
 	}
 	for _, el := range strings.Split(subPath, "/") {
 		if el == ".." {
-			return "", fmt.Errorf("subPath %q must not contain '..'", subPath)
+			return "", "", 0, fmt.Errorf("subPath %q must not contain '..'", subPath)
 		}
 	}
-	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return "", fmt.Errorf("subPath %q: resolve volume root: %w", subPath, err)
+	if realRoot, err = filepath.EvalSymlinks(root); err != nil {
+		return "", "", 0, fmt.Errorf("subPath %q: resolve volume root: %w", subPath, err)
 	}
 	rootInfo, err := os.Stat(realRoot)
 	if err != nil {
-		return "", fmt.Errorf("subPath %q: %w", subPath, err)
+		return "", "", 0, fmt.Errorf("subPath %q: %w", subPath, err)
 	}
 	cur := realRoot
-	for _, el := range strings.Split(filepath.Clean(subPath), "/") {
-		if el == "." {
-			continue
-		}
+	els := segments(filepath.Clean(subPath))
+	for i, el := range els {
 		next := filepath.Join(cur, el)
 		fi, err := os.Lstat(next)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && create:
 			if !rootInfo.IsDir() {
-				return "", fmt.Errorf("subPath %q: the volume is not a directory", subPath)
+				return "", "", 0, fmt.Errorf("subPath %q: the volume is not a directory", subPath)
 			}
-			if err := os.Mkdir(next, rootInfo.Mode().Perm()); err != nil && !errors.Is(err, fs.ErrExist) {
-				return "", fmt.Errorf("subPath %q: create %s: %w", subPath, next, err)
-			}
-			if err := os.Chmod(next, rootInfo.Mode().Perm()); err != nil {
-				return "", fmt.Errorf("subPath %q: %w", subPath, err)
-			}
+			next = filepath.Join(append([]string{cur}, els[i:]...)...)
 		case errors.Is(err, fs.ErrNotExist):
-			return "", fmt.Errorf("subPath %q does not exist in the volume", subPath)
+			return "", "", 0, fmt.Errorf("subPath %q does not exist in the volume", subPath)
 		case err != nil:
-			return "", fmt.Errorf("subPath %q: %w", subPath, err)
+			return "", "", 0, fmt.Errorf("subPath %q: %w", subPath, err)
 		case fi.Mode()&fs.ModeSymlink != 0:
 			resolved, err := filepath.EvalSymlinks(next)
 			if err != nil {
-				return "", fmt.Errorf("subPath %q: resolve %s: %w", subPath, next, err)
+				return "", "", 0, fmt.Errorf("subPath %q: resolve %s: %w", subPath, next, err)
 			}
 			if !within(realRoot, resolved) {
-				return "", fmt.Errorf("subPath %q escapes the volume: %s resolves to %s", subPath, next, resolved)
+				return "", "", 0, fmt.Errorf("subPath %q escapes the volume: %s resolves to %s", subPath, next, resolved)
 			}
 			next = resolved
 		}
 		cur = next
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
 	}
-	return cur, nil
+	if rel, err = filepath.Rel(realRoot, cur); err != nil {
+		return "", "", 0, fmt.Errorf("subPath %q: %w", subPath, err)
+	}
+	return realRoot, rel, rootInfo.Mode().Perm(), nil
 }
 
 func within(root, p string) bool {

@@ -34,7 +34,7 @@ func TestMountsReadOnlyAndPropagation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Mounts(pod, c, paths)
+	got, err := env.m.Mounts(pod, c, paths)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,45 +81,63 @@ func TestMountsSubPath(t *testing.T) {
 	mountOf := func(vm v1.VolumeMount) (*runtimeapi.Mount, error) {
 		c := &v1.Container{Name: "app", VolumeMounts: []v1.VolumeMount{vm},
 			Env: []v1.EnvVar{{Name: "POD", ValueFrom: &v1.EnvVarSource{FieldRef: &v1.ObjectFieldSelector{FieldPath: "metadata.name"}}}, {Name: "SUB", Value: "x"}}}
-		ms, err := Mounts(pod, c, paths)
+		ms, err := env.m.Mounts(pod, c, paths)
 		if err != nil {
 			return nil, err
 		}
 		return ms[0], nil
 	}
 
+	// staged checks that m hands the runtime a staging path under the pod directory, never a
+	// path inside the volume, and that the staging path is bound to want.
+	staged := func(t *testing.T, m *runtimeapi.Mount, volume string, want string) {
+		t.Helper()
+		stage := filepath.Join(env.root, "pods", string(pod.UID), subPathsDirName, volume, "app", "0")
+		if m.HostPath != stage {
+			t.Fatalf("host path = %q, want the staging path %q", m.HostPath, stage)
+		}
+		if got := env.mounter.bound(stage); got != want {
+			t.Fatalf("staging path bound to %q, want %q", got, want)
+		}
+	}
+	realData, _ := filepath.EvalSymlinks(paths["data"])
+	realHost, _ := filepath.EvalSymlinks(hostDir)
+
 	t.Run("an emptyDir subPath is created with the volume's mode", func(t *testing.T) {
 		m, err := mountOf(v1.VolumeMount{Name: "data", MountPath: "/logs", SubPath: "logs/app"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.HostPath != filepath.Join(paths["data"], "logs/app") {
-			t.Fatalf("host path = %q", m.HostPath)
-		}
-		if mode := fileMode(t, m.HostPath); mode != 0o777 {
-			t.Fatalf("subPath mode %#o, want the volume's 0777", mode)
+		staged(t, m, "data", filepath.Join(realData, "logs/app"))
+		for _, p := range []string{"logs", "logs/app"} {
+			if mode := fileMode(t, filepath.Join(paths["data"], p)); mode != 0o777 {
+				t.Fatalf("%s mode %#o, want the volume's 0777", p, mode)
+			}
 		}
 	})
 	t.Run("a hostPath subPath is created", func(t *testing.T) {
 		m, err := mountOf(v1.VolumeMount{Name: "host", MountPath: "/x", SubPath: "made"})
-		if err != nil || m.HostPath != filepath.Join(hostDir, "made") {
-			t.Fatalf("mount %v, %v", m, err)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if fi, err := os.Stat(m.HostPath); err != nil || !fi.IsDir() {
+		staged(t, m, "host", filepath.Join(realHost, "made"))
+		if fi, err := os.Stat(filepath.Join(hostDir, "made")); err != nil || !fi.IsDir() {
 			t.Fatalf("subPath not created: %v", err)
 		}
 	})
 	t.Run("a symlink inside the volume resolves", func(t *testing.T) {
 		m, err := mountOf(v1.VolumeMount{Name: "data", MountPath: "/a", SubPath: "alias/app"})
-		if err != nil || m.HostPath != filepath.Join(paths["data"], "logs/app") {
-			t.Fatalf("mount %v, %v", m, err)
+		if err != nil {
+			t.Fatal(err)
 		}
+		staged(t, m, "data", filepath.Join(realData, "logs/app"))
 	})
 	t.Run("subPathExpr expands from env", func(t *testing.T) {
 		m, err := mountOf(v1.VolumeMount{Name: "data", MountPath: "/e", SubPathExpr: "$(POD)/$(SUB)"})
-		if err != nil || m.HostPath != filepath.Join(paths["data"], "web/x") {
-			t.Fatalf("mount %v, %v", m, err)
+		if err != nil {
+			t.Fatal(err)
 		}
+		staged(t, m, "data", filepath.Join(realData, "web/x"))
 	})
 	t.Run("a configMap subPath is the current generation's file", func(t *testing.T) {
 		m, err := mountOf(v1.VolumeMount{Name: "cfg", MountPath: "/etc/app.conf", SubPath: "app.conf"})
@@ -127,8 +145,13 @@ func TestMountsSubPath(t *testing.T) {
 			t.Fatal(err)
 		}
 		gen, _ := os.Readlink(filepath.Join(paths["cfg"], dataDirName))
-		if m.HostPath != filepath.Join(paths["cfg"], gen, "app.conf") || !m.Readonly {
-			t.Fatalf("mount %v, want read-only %s", m, filepath.Join(paths["cfg"], gen, "app.conf"))
+		realCfg, _ := filepath.EvalSymlinks(paths["cfg"])
+		staged(t, m, "cfg", filepath.Join(realCfg, gen, "app.conf"))
+		if !m.Readonly {
+			t.Fatal("a configMap subPath mount must be read-only")
+		}
+		if fi, err := os.Lstat(m.HostPath); err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("a file's staging path must be a file: %v, %v", fi, err)
 		}
 	})
 
@@ -163,7 +186,7 @@ func TestMountsSubPath(t *testing.T) {
 func TestMountsOfAVolumeNotSetUp(t *testing.T) {
 	pod := testPod(v1.Volume{Name: "data", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}})
 	c := &v1.Container{Name: "app", VolumeMounts: []v1.VolumeMount{{Name: "data", MountPath: "/d"}}}
-	if _, err := Mounts(pod, c, nil); err == nil || !strings.Contains(err.Error(), "the volume is not set up") {
+	if _, err := newTestEnv(t).m.Mounts(pod, c, nil); err == nil || !strings.Contains(err.Error(), "the volume is not set up") {
 		t.Fatalf("error = %v", err)
 	}
 }

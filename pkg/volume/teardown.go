@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// TearDown unmounts every tmpfs of the pod and removes RootDir/pods/<uid> entirely. It never
+// TearDown unmounts the pod's staged subPath mounts and every tmpfs of the pod, and removes RootDir/pods/<uid> entirely. It never
 // follows a symlink out of the pod directory and refuses to descend into another filesystem
 // (a mount it could not undo), so hostPath targets and anything mounted inside a volume are
 // never touched. It works from what is on disk alone and is idempotent.
@@ -32,6 +32,11 @@ func (m *Manager) TearDown(uid types.UID) error {
 			return fmt.Errorf("tear down volumes of pod %s: %w", uid, err)
 		}
 		return nil
+	}
+	// Staged subPaths first: they are bind mounts from the same filesystem, which removeTree's
+	// device check cannot see, so the tree is never walked while one is still mounted.
+	if err := m.cleanupSubPaths(podDir); err != nil {
+		return fmt.Errorf("tear down volumes of pod %s: %w", uid, err)
 	}
 	if err := m.unmountVolumes(filepath.Join(podDir, "volumes")); err != nil {
 		return fmt.Errorf("tear down volumes of pod %s: %w", uid, err)
