@@ -65,7 +65,7 @@ func (w *worker) runHook(ctx context.Context, c *v1.Container, containerID strin
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-w.m.cfg.Clock.After(time.Duration(h.Sleep.Seconds) * time.Second):
+		case <-w.m.cfg.Clock.After(seconds(h.Sleep.Seconds)):
 			return nil
 		}
 	case h.TCPSocket != nil:
@@ -114,23 +114,32 @@ func (w *worker) httpHook(ctx context.Context, c *v1.Container, g *v1.HTTPGetAct
 	return nil
 }
 
-// stopContainer stops one running container the way Kubernetes does: preStop first, within
-// the grace period, then the runtime's stop signal with what is left of it (SIGKILL when
-// it runs out).
+// stopContainer stops one running container on its own (a failed probe or postStart, a
+// broken sandbox) with grace seconds, preStop included.
 func (w *worker) stopContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, containerID string, grace int64) error {
-	deadline := w.m.cfg.Clock.Now().Add(time.Duration(grace) * time.Second)
-	if c != nil && c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
-		hookCtx, cancel := context.WithDeadline(ctx, deadline)
+	return w.stopContainerBy(ctx, c, containerID, w.m.cfg.Clock.Now().Add(seconds(grace)), grace > 0)
+}
+
+// stopContainerBy stops one running container the way the kubelet does: preStop first,
+// bounded by deadline; then the runtime's stop signal with what is left until deadline,
+// but never less than minStopGrace, then SIGKILL. Without grace (a grace period of 0, "stop
+// immediately via the kill signal" in the API's words) there is no preStop and no stop signal.
+// Pod termination passes one deadline for all its containers, so preStop counts against it.
+func (w *worker) stopContainerBy(ctx context.Context, c *v1.Container, containerID string, deadline time.Time, graceful bool) error {
+	if !graceful {
+		return w.m.rt.StopContainer(ctx, containerID, 0)
+	}
+	clk := w.m.cfg.Clock
+	if left := deadline.Sub(clk.Now()); left > 0 && c != nil && c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+		// A timeout, not the deadline itself: the deadline is on the injected clock, the
+		// context on the real one.
+		hookCtx, cancel := context.WithTimeout(ctx, left)
 		if err := w.runHook(hookCtx, c, containerID, c.Lifecycle.PreStop); err != nil {
 			w.log.WithError(err).WithField("container", c.Name).Warn("preStop hook failed")
 		}
 		cancel()
 	}
-	left := int64(deadline.Sub(w.m.cfg.Clock.Now()).Round(time.Second) / time.Second)
-	if left < 0 {
-		left = 0
-	}
-	return w.m.rt.StopContainer(ctx, containerID, left)
+	return w.m.rt.StopContainer(ctx, containerID, stopTimeout(deadline.Sub(clk.Now())))
 }
 
 // stopSignal maps lifecycle.stopSignal to CRI; unset leaves the image's STOPSIGNAL (or

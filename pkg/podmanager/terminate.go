@@ -21,20 +21,19 @@ import (
 // after a partial failure picks up where it stopped.
 //
 // It runs on a context of its own, detached from the agent's: an agent shutting down in the
-// middle does not leave a half-killed pod behind for lack of time.
+// middle does not leave a half-killed pod behind for lack of time. That context outlasts the
+// grace period by terminateSlack, for the minStopGrace of late containers and for the CRI
+// calls around the stops.
 func (w *worker) terminate(ctx context.Context, pod *v1.Pod) error {
 	grace := gracePeriod(pod)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(grace)*time.Second+2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), seconds(grace)+terminateSlack)
 	defer cancel()
 	st, err := w.observe(ctx)
 	if err != nil {
 		return err
 	}
 	w.log.WithField("gracePeriod", grace).Info("terminating pod")
-	deadline := w.m.cfg.Clock.Now().Add(time.Duration(grace) * time.Second)
-	left := func() int64 {
-		return max(0, int64(deadline.Sub(w.m.cfg.Clock.Now())/time.Second))
-	}
+	deadline := w.m.cfg.Clock.Now().Add(seconds(grace))
 
 	var (
 		mu   sync.Mutex
@@ -49,7 +48,7 @@ func (w *worker) terminate(ctx context.Context, pod *v1.Pod) error {
 	}
 	stop := func(ci *containerInfo) {
 		w.event(pod, v1.EventTypeNormal, eventKilling, "Stopping container "+ci.name())
-		if err := w.stopContainer(ctx, pod, specContainer(pod, ci.name()), ci.c.Id, left()); err != nil {
+		if err := w.stopContainerBy(ctx, specContainer(pod, ci.name()), ci.c.Id, deadline, grace > 0); err != nil {
 			record(fmt.Errorf("stop container %q: %w", ci.name(), err))
 		}
 	}
@@ -97,6 +96,9 @@ func (w *worker) terminate(ctx context.Context, pod *v1.Pod) error {
 	}
 	return nil
 }
+
+// terminateSlack is how long terminate's context outlasts the grace period.
+const terminateSlack = 2 * time.Minute
 
 // specContainer finds a container of the pod's spec by name; nil for pods rebuilt from the
 // runtime (orphans), which have no spec and so no hooks.

@@ -176,15 +176,17 @@ func (w *worker) syncOnce(ctx context.Context) (next time.Duration, done bool) {
 	return next, false
 }
 
-// gracePeriod is how long containers get between SIGTERM and SIGKILL.
+// gracePeriod is how long the pod's containers get to stop, preStop included, in seconds
+// within [0, maxSeconds]: the API server accepts any int64, and every use (a duration, CRI's
+// stop timeout, the sandbox annotation) must stay sane.
 func gracePeriod(pod *v1.Pod) int64 {
+	g := int64(v1.DefaultTerminationGracePeriodSeconds)
 	if pod.DeletionGracePeriodSeconds != nil {
-		return *pod.DeletionGracePeriodSeconds
+		g = *pod.DeletionGracePeriodSeconds
+	} else if pod.Spec.TerminationGracePeriodSeconds != nil {
+		g = *pod.Spec.TerminationGracePeriodSeconds
 	}
-	if pod.Spec.TerminationGracePeriodSeconds != nil {
-		return *pod.Spec.TerminationGracePeriodSeconds
-	}
-	return v1.DefaultTerminationGracePeriodSeconds
+	return min(max(g, 0), maxSeconds)
 }
 
 // orphanPod rebuilds enough of a pod from its sandbox's labels to terminate it.
