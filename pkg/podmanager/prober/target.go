@@ -105,6 +105,8 @@ type settings struct {
 	failure      int
 }
 
+// settingsOf needs no clamp against overflow, unlike the pod's int64 seconds fields: these
+// are int32, and math.MaxInt32 seconds (~68 years) fits a time.Duration with room to spare.
 func settingsOf(p *v1.Probe, kind Kind) settings {
 	s := settings{
 		initialDelay: time.Duration(max(p.InitialDelaySeconds, 0)) * time.Second,
