@@ -10,7 +10,9 @@
 //	Observer   samples CRI while the run goes on: a pod UID with two ready sandboxes at
 //	           once is a duplicate; a container of a pod UID seen with a second ID or a
 //	           non-zero attempt is an unexpected restart (the workload only runs containers
-//	           that sleep forever or exit once by themselves).
+//	           that sleep forever or exit once by themselves), unless the instance it
+//	           replaced never ran because the kill cut its StartContainer short (counted
+//	           apart, as information: containerd cancels a start whose caller died).
 //	Bed.Leaks  one look at a quiet system, judged against the pod UIDs that should exist:
 //	           leases, mounts, pod and log directories, veths, netns, nat chains and rules,
 //	           runc containers and shims that no live sandbox or container accounts for.
