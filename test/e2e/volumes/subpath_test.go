@@ -14,7 +14,10 @@ import (
 )
 
 // TestSubPathRaceNeverMountsTheHost is the symlink race of CVE-2017-1002101: a sidecar keeps
-// swapping the directory d of an emptyDir for a symlink to a host directory, while six
+// swapping the directory d of an emptyDir for a symlink to a host directory (random spells of
+// up to 20 ms as a symlink and 400 ms as a directory: a directory deleted between the agent's
+// mount and the runtime's fails the container, so legitimate runs need the longer spells),
+// while six
 // containers that mount the emptyDir with subPath d are restarted over and over (a short
 // backoff makes each restart a new mount). Whatever the timing, no container may ever see the
 // host directory: each records what /d showed it, and tries to leave a file in it.
@@ -49,7 +52,7 @@ spec:
     image: %[1]s
     imagePullPolicy: IfNotPresent
     restartPolicy: Always
-    command: ["sh", "-c", "mkdir -p /vol/results; while true; do rm -rf /vol/d; ln -s %[2]s /vol/d; rm -f /vol/d; mkdir /vol/d; done"]
+    command: ["sh", "-c", "mkdir -p /vol/results; while true; do rm -rf /vol/d; ln -s %[2]s /vol/d; usleep $((RANDOM %% 20000)); rm -f /vol/d; mkdir /vol/d; usleep $((RANDOM * 12)); done"]
     volumeMounts: [{name: vol, mountPath: /vol}]
   containers:
 %[3]s  volumes:
