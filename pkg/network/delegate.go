@@ -218,6 +218,12 @@ type DelegateConf struct {
 // released, and the sandbox can be removed (crictl rmp works with the agent stopped). GC at
 // the agent's start is the backstop for a DEL that never comes.
 func RunDelegate(env []string, stdin io.Reader, stdout io.Writer) int {
+	return runDelegateWith(env, stdin, stdout, RunnerOptions{})
+}
+
+// runDelegateWith is RunDelegate with the options of the runner a DEL without the agent uses
+// (tests pass fakes for the plugins and the host commands).
+func runDelegateWith(env []string, stdin io.Reader, stdout io.Writer, opts RunnerOptions) int {
 	vars := map[string]string{}
 	for _, kv := range env {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -257,7 +263,7 @@ func RunDelegate(env []string, stdin io.Reader, stdout io.Writer) int {
 	resp, err := callAgent(req, conf)
 	if err != nil {
 		if req.Command == CommandDel {
-			if derr := delWithoutAgent(req, conf); derr != nil {
+			if derr := delWithoutAgent(req, conf, opts); derr != nil {
 				return printCNIError(stdout, confVersion, types.NewError(types.ErrTryAgainLater,
 					fmt.Sprintf("%v, and the delegate's own DEL failed: %v", err, derr), ""))
 			}
@@ -359,7 +365,7 @@ func exchange(conn net.Conn, req Request) (*Response, error) {
 // delWithoutAgent runs the DEL with the list the agent saved in the state directory. With no
 // saved list the agent never ran with this state directory, so it never attached anything
 // there and there is nothing to release.
-func delWithoutAgent(req Request, conf DelegateConf) error {
+func delWithoutAgent(req Request, conf DelegateConf, opts RunnerOptions) error {
 	stateDir := conf.StateDir
 	if stateDir == "" {
 		stateDir = DefaultStateDir
@@ -371,7 +377,8 @@ func delWithoutAgent(req Request, conf DelegateConf) error {
 	if err != nil {
 		return err
 	}
-	r, err := NewRunner(n, CacheDir(stateDir), RunnerOptions{LockFile: LockFile(stateDir)})
+	opts.LockFile, opts.AttachmentDir = LockFile(stateDir), AttachmentDir(stateDir)
+	r, err := NewRunner(n, CacheDir(stateDir), opts)
 	if err != nil {
 		return err
 	}

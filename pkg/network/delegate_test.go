@@ -193,7 +193,7 @@ func TestDelegateRunsDELItselfWhenTheAgentIsDown(t *testing.T) {
 	stdin := strings.Replace(containerdConf, `"type":"nodeagent",`, `"type":"nodeagent","stateDir":"`+state+`",`, 1)
 	var out bytes.Buffer
 	env := append(delegateEnv("DEL"), "CNI_NETNS=") // the netns is gone: release state only
-	code := RunDelegate(env, strings.NewReader(stdin), &out)
+	code := runDelegateWith(env, strings.NewReader(stdin), &out, RunnerOptions{Commands: newFakeIptables()})
 	if code != 0 || out.String() != "" {
 		t.Fatalf("DEL without the agent: exit %d, stdout %q", code, out.String())
 	}
@@ -208,7 +208,7 @@ func TestDelegateRunsDELItselfWhenTheAgentIsDown(t *testing.T) {
 	// A state dir the agent never used has nothing to release.
 	out.Reset()
 	stdin = strings.Replace(containerdConf, `"type":"nodeagent",`, `"type":"nodeagent","stateDir":"`+t.TempDir()+`",`, 1)
-	if code := RunDelegate(delegateEnv("DEL"), strings.NewReader(stdin), &out); code != 0 {
+	if code := runDelegateWith(delegateEnv("DEL"), strings.NewReader(stdin), &out, RunnerOptions{Commands: newFakeIptables()}); code != 0 {
 		t.Errorf("DEL with an unused state dir: exit %d, stdout %q", code, out.String())
 	}
 }

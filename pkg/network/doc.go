@@ -25,6 +25,16 @@
 //     it exclusively, so a GC in any process never frees an address an ADD is handing out;
 //     attachments this process added, and cached results younger than the grace period, are
 //     never collected.
+//   - exec.go, attachlock.go: an ADD or DEL locks its attachment's file under the state dir
+//     and runs the plugins with Pdeathsig and that lock inherited, so when the agent dies
+//     mid-call its plugins die too, and the DEL that follows (the delegate's or a restarted
+//     agent's) waits until every process of the call (host-local, iptables) has ended
+//     instead of racing it. The files are also GC's inventory of ADDs killed before libcni
+//     cached a result.
+//   - natsweep.go: bridge, portmap and bandwidth implement no CNI GC, and bridge's DEL misses
+//     its masquerade rules without the pod's interface; the sweep removes an attachment's nat
+//     rules and chains by the plugins' own names and comments. DEL runs it over a half-done
+//     ADD, GC for every attachment that is not valid.
 //   - delegate.go, request.go: ListenDelegate (0600 socket, created under a temp name and
 //     renamed so it is never reachable with wider permissions), ServeDelegate (calls in flight
 //     finish when the agent stops: a DEL killed halfway leaks), RunDelegate. The delegate's

@@ -19,8 +19,10 @@ import (
 type fakeExec struct {
 	mu    sync.Mutex
 	calls []execCall
-	// fail makes "<plugin> <COMMAND>" return the error.
-	fail map[string]error
+	// fail makes "<plugin> <COMMAND>" return the error; failOnce only the next time.
+	fail, failOnce map[string]error
+	// onExec, when set, sees every call with its context before it is answered.
+	onExec func(ctx context.Context, c execCall)
 	// gate, when set, holds every ADD, DEL and CHECK until it yields; running and
 	// maxRunning count the plugins held at once.
 	gate                chan struct{}
@@ -42,7 +44,7 @@ const fakeBridgeResult = `{"cniVersion":"1.1.0",
 
 var _ invoke.Exec = (*fakeExec)(nil)
 
-func (f *fakeExec) ExecPlugin(_ context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
+func (f *fakeExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
 	c := execCall{plugin: filepath.Base(pluginPath), env: map[string]string{}}
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "CNI_") {
@@ -53,9 +55,16 @@ func (f *fakeExec) ExecPlugin(_ context.Context, pluginPath string, stdinData []
 	if err := json.Unmarshal(stdinData, &c.stdin); err != nil {
 		return nil, fmt.Errorf("fake %s: stdin is not JSON: %w", c, err)
 	}
+	if f.onExec != nil {
+		f.onExec(ctx, c)
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
 	err := f.fail[c.String()]
+	if once := f.failOnce[c.String()]; once != nil {
+		err = once
+		delete(f.failOnce, c.String())
+	}
 	f.mu.Unlock()
 	if err != nil {
 		return nil, err

@@ -74,6 +74,15 @@ type RunnerOptions struct {
 	// MaxParallel bounds the ADD, DEL and CHECK calls whose plugins run at once; others wait
 	// their turn. Zero means DefaultMaxParallel().
 	MaxParallel int
+	// AttachmentDir, when set, holds the attachment lock files (attachlock.go): ADD and DEL
+	// lock the attachment across processes and hand the lock down to the plugins, so a DEL
+	// waits for every process of an ADD whose agent died; GC learns from them about ADDs
+	// killed before they cached a result. Every process sharing the cache must use the same
+	// one (AttachmentDir of the state dir).
+	AttachmentDir string
+	// Commands runs iptables-save and iptables-restore for the NAT sweep (natsweep.go) of
+	// DEL and GC. Nil means the real commands; tests pass a fake.
+	Commands Commands
 }
 
 // DefaultMaxParallel is RunnerOptions.MaxParallel's default: two per CPU, at least four.
@@ -86,16 +95,24 @@ func DefaultMaxParallel() int { return max(4, 2*runtime.NumCPU()) }
 // DefaultGCGrace is RunnerOptions.GCGrace's default: far longer than any RunPodSandbox.
 const DefaultGCGrace = 2 * time.Minute
 
+// delOrphanWait bounds how long a DEL waits for the processes of an earlier call for the same
+// attachment (an ADD whose agent was killed) to end. They are killed with the agent
+// (Pdeathsig), so only what they started themselves (host-local, an iptables command) is left,
+// and that ends within milliseconds; a DEL that still cannot start fails with "try again".
+const delOrphanWait = 30 * time.Second
+
 // Runner runs the node network list for pod attachments with libcni. It is safe for concurrent
 // use. It never waits on anything but plugin processes and its own short locks, so the delegate
 // server can call it while a pod worker is inside RunPodSandbox (see DESIGN.md decision 5).
 type Runner struct {
-	network  *Network
-	cni      *libcni.CNIConfig
-	cacheDir string
-	lockFile string
-	gcGrace  time.Duration
-	now      func() time.Time
+	network   *Network
+	cni       *libcni.CNIConfig
+	cacheDir  string
+	lockFile  string
+	attachDir string
+	cmds      Commands
+	gcGrace   time.Duration
+	now       func() time.Time
 
 	// gcMu keeps GC out while any ADD, DEL or CHECK runs (they hold it shared): a GC racing an
 	// ADD could free the address the ADD is handing out.
@@ -133,14 +150,22 @@ func NewRunner(network *Network, cacheDir string, opts RunnerOptions) (*Runner, 
 		return nil, errors.New("new CNI runner: no cache dir")
 	}
 	r := &Runner{
-		network:  network,
-		cni:      libcni.NewCNIConfigWithCacheDir(network.binDirs, cacheDir, opts.Exec),
-		cacheDir: cacheDir,
-		lockFile: opts.LockFile,
-		gcGrace:  opts.GCGrace,
-		now:      opts.Now,
-		busy:     map[attachmentKey]*attachmentLock{},
-		known:    map[attachmentKey]struct{}{},
+		network:   network,
+		cacheDir:  cacheDir,
+		lockFile:  opts.LockFile,
+		attachDir: opts.AttachmentDir,
+		cmds:      opts.Commands,
+		gcGrace:   opts.GCGrace,
+		now:       opts.Now,
+		busy:      map[attachmentKey]*attachmentLock{},
+		known:     map[attachmentKey]struct{}{},
+	}
+	if opts.Exec == nil {
+		opts.Exec = &pluginExec{}
+	}
+	r.cni = libcni.NewCNIConfigWithCacheDir(network.binDirs, cacheDir, opts.Exec)
+	if r.cmds == nil {
+		r.cmds = hostCommands{}
 	}
 	if r.gcGrace == 0 {
 		r.gcGrace = DefaultGCGrace
@@ -171,11 +196,19 @@ func (r *Runner) Add(ctx context.Context, a Attachment) (types.Result, error) {
 	}
 	defer release()
 
+	// Locked and on the inventory before any plugin runs: if this process dies halfway, the
+	// DEL that follows waits for the plugins' processes, and GC knows the attachment.
+	held, err := lockAttachment(ctx, r.attachDir, r.record(a))
+	if err != nil {
+		return nil, fmt.Errorf("CNI ADD for sandbox %s (pod %s): %w", a.ContainerID, podRef(a), err)
+	}
+	defer held.release()
+
 	done, err := r.slot(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("CNI ADD for sandbox %s (pod %s): %w", a.ContainerID, podRef(a), err)
 	}
-	res, err := r.cni.AddNetworkList(ctx, r.network.list, runtimeConf(a))
+	res, err := r.cni.AddNetworkList(withInherited(ctx, held.file()), r.network.list, runtimeConf(a))
 	done()
 	if err != nil {
 		// A failed ADD is no attachment; leaving it out lets GC free its leftovers if the
@@ -195,6 +228,13 @@ func (r *Runner) Add(ctx context.Context, a Attachment) (types.Result, error) {
 // longer exists is passed as empty, which the spec allows and plugins handle by only releasing
 // their state (the IPAM lease). DEL should still run while the netns exists: the bridge plugin
 // only removes its masquerade rule when it can see the interface.
+//
+// It first waits until no process of an earlier call for the attachment is left (an ADD
+// whose agent was killed), so it never races plugins still installing rules. Where the
+// plugins cannot be trusted to find everything (no cached result: the ADD did not finish; no
+// netns; a plugin's DEL failed) it also sweeps the attachment's NAT rules by name
+// (natsweep.go), and a DEL that failed runs once more after that sweep: a half-done ADD's
+// leftovers (a masquerade chain still referenced, say) are what make it fail.
 func (r *Runner) Del(ctx context.Context, a Attachment) error {
 	unlock := r.lock(a.key())
 	defer unlock()
@@ -215,15 +255,44 @@ func (r *Runner) Del(ctx context.Context, a Attachment) error {
 			a.NetNS = ""
 		}
 	}
+	waitCtx, cancel := context.WithTimeout(ctx, delOrphanWait)
+	held, err := lockAttachment(waitCtx, r.attachDir, r.record(a))
+	cancel()
+	if err != nil {
+		return types.NewError(types.ErrTryAgainLater,
+			fmt.Sprintf("CNI DEL for sandbox %s (pod %s): %v", a.ContainerID, podRef(a), err), "")
+	}
+	defer held.release()
+
 	done, err := r.slot(ctx)
 	if err != nil {
 		return fmt.Errorf("CNI DEL for sandbox %s (pod %s): %w", a.ContainerID, podRef(a), err)
 	}
 	defer done()
-	if err := r.cni.DelNetworkList(ctx, r.network.list, runtimeConf(a)); err != nil {
+	ctx = withInherited(ctx, held.file())
+	rt := runtimeConf(a)
+	cached, cerr := r.cni.GetNetworkListCachedResult(r.network.list, rt)
+	err = r.cni.DelNetworkList(ctx, r.network.list, rt)
+	if err != nil || cerr != nil || cached == nil || a.NetNS == "" {
+		id := a.ContainerID
+		serr := sweepNAT(ctx, r.cmds, r.network.Name(), []string{id}, func(s string) bool { return s == id })
+		if err != nil && serr == nil {
+			err = r.cni.DelNetworkList(ctx, r.network.list, rt)
+		}
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
 		return fmt.Errorf("CNI DEL of network %q for sandbox %s (pod %s): %w", r.network.Name(), a.ContainerID, podRef(a), err)
 	}
+	if err := held.remove(); err != nil {
+		return fmt.Errorf("CNI DEL for sandbox %s (pod %s): %w", a.ContainerID, podRef(a), err)
+	}
 	return nil
+}
+
+// record is the attachment's lock file record.
+func (r *Runner) record(a Attachment) attachmentRecord {
+	return attachmentRecord{Network: r.network.Name(), ContainerID: a.ContainerID, IfName: a.IfName}
 }
 
 // Check asks every plugin whether the attachment is still as ADD left it. It fails with
@@ -255,8 +324,15 @@ func (r *Runner) Check(ctx context.Context, a Attachment) error {
 // attachment in the result cache that is not live, then (CNI 1.1) a GC call to every plugin
 // with cni.dev/valid-attachments, which frees what left no cache entry (a crash in the middle
 // of an ADD). live is the runtime's view; attachments this process ADDed and has not been
-// asked to DEL, and cached ones younger than the grace period, are added to it. It waits for
-// running ADD/DEL/CHECK calls to finish and holds new ones back until it is done.
+// asked to DEL, cached ones younger than the grace period, and attachments whose lock some
+// process holds (a call, or the processes of a call whose agent died, still running) are
+// added to it. It waits for running ADD/DEL/CHECK calls to finish and holds new ones back
+// until it is done.
+//
+// The plugins the node list uses do not implement GC themselves, so GC also DELs the
+// attachments whose lock files outlived them (an ADD killed before it cached a result; a DEL
+// that failed), and sweeps the NAT rules of every attachment that is not valid
+// (natsweep.go): those of the lock files, and those the rules' comments name.
 func (r *Runner) GC(ctx context.Context, live []Attachment) error {
 	r.gcMu.Lock()
 	defer r.gcMu.Unlock()
@@ -292,11 +368,79 @@ func (r *Runner) GC(ctx context.Context, live []Attachment) error {
 	for _, k := range fresh {
 		add(k)
 	}
+	stale, err := r.staleAttachmentLocks(seen, add)
+	if err != nil {
+		return fmt.Errorf("CNI GC of network %q: %w", r.network.Name(), err)
+	}
+	defer func() {
+		for _, h := range stale {
+			h.release()
+		}
+	}()
 
+	var errs []error
 	if err := r.cni.GCNetworkList(ctx, r.network.list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
+		errs = append(errs, err)
+	}
+	// Without netns or capability args: bridge releases the address, bandwidth removes its
+	// ifb device (both by container ID); the sweep below takes the NAT rules.
+	removable := make([]*heldAttachment, 0, len(stale))
+	var staleIDs []string
+	for _, h := range stale {
+		staleIDs = append(staleIDs, h.rec.ContainerID)
+		rt := &libcni.RuntimeConf{ContainerID: h.rec.ContainerID, IfName: h.rec.IfName}
+		if err := r.cni.DelNetworkList(withInherited(ctx, h.file()), r.network.list, rt); err != nil {
+			errs = append(errs, fmt.Errorf("DEL of attachment %s/%s: %w", h.rec.ContainerID, h.rec.IfName, err))
+			continue
+		}
+		removable = append(removable, h)
+	}
+	validIDs := map[string]bool{}
+	for k := range seen {
+		validIDs[k.containerID] = true
+	}
+	if err := sweepNAT(ctx, r.cmds, r.network.Name(), staleIDs, func(id string) bool { return !validIDs[id] }); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, h := range removable {
+			if err := h.remove(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("CNI GC of network %q: %w", r.network.Name(), err)
 	}
 	return nil
+}
+
+// staleAttachmentLocks locks the attachment lock files of attachments not in seen. A lock
+// another process holds means the attachment is in use, and it is made valid with add.
+func (r *Runner) staleAttachmentLocks(seen map[attachmentKey]bool, add func(attachmentKey)) ([]*heldAttachment, error) {
+	locks, err := attachmentLocks(r.attachDir, r.network.Name())
+	if err != nil {
+		return nil, err
+	}
+	var stale []*heldAttachment
+	for path, rec := range locks {
+		if seen[rec.key()] {
+			continue
+		}
+		h, ok, err := tryLockAttachment(path)
+		if err != nil {
+			for _, h := range stale {
+				h.release()
+			}
+			return nil, err
+		}
+		if !ok {
+			add(rec.key())
+			continue
+		}
+		h.rec = rec
+		stale = append(stale, h)
+	}
+	return stale, nil
 }
 
 // Status asks every plugin whether it is ready for ADDs (CNI 1.1 STATUS); lists of older

@@ -33,6 +33,9 @@ func newTestRunnerOpts(t *testing.T, cacheDir string, opts RunnerOptions) (*Runn
 	}
 	fe := &fakeExec{}
 	opts.Exec = fe
+	if opts.Commands == nil {
+		opts.Commands = newFakeIptables() // never the host's iptables from a unit test
+	}
 	r, err := NewRunner(n, cacheDir, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -73,8 +73,8 @@ type ServiceConfig struct {
 	Observe func(Call)
 
 	Log *logrus.Entry
-	// Runner holds the runner's optional knobs (tests set Exec); LockFile is always the
-	// state directory's.
+	// Runner holds the runner's optional knobs (tests set Exec and Commands); LockFile and
+	// AttachmentDir are always the state directory's.
 	Runner RunnerOptions
 }
 
@@ -271,6 +271,7 @@ func (s *Service) validate(ctx context.Context) bool {
 	if err == nil {
 		opts := s.cfg.Runner
 		opts.LockFile = LockFile(s.cfg.StateDir)
+		opts.AttachmentDir = AttachmentDir(s.cfg.StateDir)
 		r, err = NewRunner(n, CacheDir(s.cfg.StateDir), opts)
 	}
 	if err == nil {
@@ -457,7 +458,7 @@ func (s *Service) handle(ctx context.Context, req Request) (out []byte, err erro
 		if r == nil {
 			// Not validated in this run (a plugin went missing): release with the list the
 			// last run saved, as the delegate would without an agent.
-			return nil, delWithoutAgent(req, DelegateConf{StateDir: s.cfg.StateDir})
+			return nil, delWithoutAgent(req, DelegateConf{StateDir: s.cfg.StateDir}, s.cfg.Runner)
 		}
 	}
 	if r == nil {

@@ -40,7 +40,7 @@ func newServiceFixture(t *testing.T, cfg ServiceConfig, plugins ...string) *serv
 	cfg.StateDir = f.state
 	cfg.Socket = filepath.Join(t.TempDir(), "agent.sock")
 	cfg.Log = logrus.NewEntry(logger)
-	cfg.Runner = RunnerOptions{Exec: f.fe}
+	cfg.Runner = RunnerOptions{Exec: f.fe, Commands: newFakeIptables()}
 	cfg.Sandboxes = func(context.Context) ([]Sandbox, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
