@@ -198,3 +198,12 @@ func shortValue(raw json.RawMessage) any {
 	}
 	return json.RawMessage(buf.Bytes())
 }
+
+// jsonSyntaxError places a JSON syntax error in the file: the decoder counts the bytes it had
+// read when it stopped (the bad byte included), which we turn into the line (from 1) and the
+// offset (from 0) of that byte. data is the whole file, a JSON manifest being one document.
+func jsonSyntaxError(data []byte, se *json.SyntaxError) error {
+	pos := int(min(max(se.Offset-1, 0), int64(len(data))))
+	line := 1 + bytes.Count(data[:pos], []byte("\n"))
+	return fmt.Errorf("invalid JSON at line %d, byte offset %d: %v", line, pos, se)
+}

@@ -5,7 +5,8 @@
 // Sources:
 //
 //   - file (file_source.go: the watch loop; scan.go: one pass over the directory;
-//     manifest.go and decode_errors.go: splitting and strict decoding; defaults.go;
+//     manifest.go, split.go and decode_errors.go: splitting and strict decoding;
+//     manifest_limits.go: the size, encoding and nesting a file may have; defaults.go;
 //     validate.go; uid.go): a directory of Pod manifests, the kubelet's "static pods".
 //     Standalone mode and the embedded default. The same directory may hold ConfigMaps and
 //     Secrets (configs.go), which static pods can mount and read, unlike the kubelet's; the

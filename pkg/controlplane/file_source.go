@@ -49,6 +49,10 @@ type FileSourceConfig struct {
 	// so that mounted volumes can be refreshed. It is called from Run's goroutine, before
 	// the pods of the same scan are handed to update.
 	OnConfigChange func()
+	// MaxFileBytes caps what is read of one manifest file: a larger file is not parsed, its
+	// pods are removed as those of an unreadable file, and the error names the file, its
+	// size and the flag --manifest-max-bytes. Default DefaultMaxFileBytes.
+	MaxFileBytes int64
 }
 
 // FileSource is the "file" pod source: the static pods defined by a directory of manifests.
@@ -63,6 +67,7 @@ type FileSource struct {
 	clock    clock.WithTicker // decides debounce, resync and config.seen
 	configs  *ConfigStore
 	onConfig func() // may be nil
+	maxBytes int64  // per manifest file
 }
 
 // NewFileSource checks cfg and returns a source ready to Run.
@@ -78,6 +83,8 @@ func NewFileSource(cfg FileSourceConfig) (*FileSource, error) {
 		return nil, fmt.Errorf("file pod source: Debounce must not be negative, got %v", cfg.Debounce)
 	case cfg.Resync < 0:
 		return nil, fmt.Errorf("file pod source: Resync must not be negative, got %v", cfg.Resync)
+	case cfg.MaxFileBytes < 0:
+		return nil, fmt.Errorf("file pod source: MaxFileBytes must not be negative, got %d", cfg.MaxFileBytes)
 	}
 	if msgs := validation.IsDNS1123Subdomain(cfg.NodeName); len(msgs) > 0 {
 		return nil, fmt.Errorf("file pod source: node name %q: %s", cfg.NodeName, msgs[0])
@@ -92,6 +99,10 @@ func NewFileSource(cfg FileSourceConfig) (*FileSource, error) {
 		clock:    clock.RealClock{},
 		configs:  &ConfigStore{},
 		onConfig: cfg.OnConfigChange,
+		maxBytes: cfg.MaxFileBytes,
+	}
+	if s.maxBytes == 0 {
+		s.maxBytes = DefaultMaxFileBytes
 	}
 	if s.debounce == 0 {
 		s.debounce = DefaultDebounce
@@ -132,6 +143,7 @@ func (s *FileSource) Run(ctx context.Context, update func(pods []*v1.Pod)) error
 		sc:     newScanner(s.dir, s.nodeName, s.log, s.clock.Now),
 		update: update,
 	}
+	r.sc.maxFileBytes = s.maxBytes
 	var settleC <-chan time.Time
 	r.onRecheck = func(d time.Duration) { settleC = s.clock.After(d) }
 	// Watch before the first scan, so that no change can fall between the two.

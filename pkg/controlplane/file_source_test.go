@@ -415,6 +415,7 @@ func TestNewFileSourceChecksConfig(t *testing.T) {
 		{"invalid node name", FileSourceConfig{Dir: "m", NodeName: "Node_1", Log: log}},
 		{"no log", FileSourceConfig{Dir: "m", NodeName: testNode}},
 		{"negative debounce", FileSourceConfig{Dir: "m", NodeName: testNode, Log: log, Debounce: -1}},
+		{"negative size limit", FileSourceConfig{Dir: "m", NodeName: testNode, Log: log, MaxFileBytes: -1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -427,8 +428,8 @@ func TestNewFileSourceChecksConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if src.debounce != DefaultDebounce || src.resync != DefaultResync || src.dir != "m" {
-		t.Errorf("defaults: debounce %v, resync %v, dir %q", src.debounce, src.resync, src.dir)
+	if src.debounce != DefaultDebounce || src.resync != DefaultResync || src.dir != "m" || src.maxBytes != DefaultMaxFileBytes {
+		t.Errorf("defaults: debounce %v, resync %v, dir %q, size limit %d", src.debounce, src.resync, src.dir, src.maxBytes)
 	}
 }
 

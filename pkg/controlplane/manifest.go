@@ -1,12 +1,10 @@
 package controlplane
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
 
@@ -90,23 +87,27 @@ type ignoredDocument struct {
 // document is one non-empty document of a file, or the error that stopped it from being read.
 type document struct {
 	index  int
-	data   []byte
+	data   []byte // as written: a slice of the file's bytes
+	json   []byte // data as JSON (data itself for a JSON file); nil when err is set
 	isJSON bool
 	err    error
 }
 
+// parseFile parses a file's documents one at a time, as the splitter hands them out: what is
+// held at any moment is the file's bytes, one document's JSON and decoded object, and what
+// was kept of the documents before it.
 func parseFile(name string, data []byte, nodeName string, now time.Time) parsedFile {
 	var out parsedFile
 	// firstDoc remembers which document first defined a namespace/name (per kind), so a
 	// second one in the same file is reported rather than silently shadowing it.
 	firstDoc := map[string]int{}
-	for _, doc := range splitDocuments(name, data) {
+	eachDocument(name, data, func(doc document) {
 		fail := func(err error) {
 			out.errs = append(out.errs, &ManifestError{File: name, Document: doc.index, Err: err})
 		}
 		if doc.err != nil {
 			fail(doc.err)
-			continue
+			return
 		}
 		d, err := parseDocument(doc, nodeName)
 		switch {
@@ -119,7 +120,7 @@ func parseFile(name string, data []byte, nodeName string, now time.Time) parsedF
 			if first, ok := firstDoc[c.key()]; ok {
 				fail(duplicateError(c.kind(), c.meta().Namespace+"/"+c.meta().Name, c.meta().Name,
 					"document "+strconv.Itoa(first)))
-				continue
+				return
 			}
 			firstDoc[c.key()] = doc.index
 			out.configs = append(out.configs, c)
@@ -128,13 +129,13 @@ func parseFile(name string, data []byte, nodeName string, now time.Time) parsedF
 			key := "Pod/" + podKey(p.pod)
 			if first, ok := firstDoc[key]; ok {
 				fail(duplicatePodError(p, "document "+strconv.Itoa(first)))
-				continue
+				return
 			}
 			firstDoc[key] = doc.index
 			setSourceAnnotations(p.pod, SourceFile, name+"#"+strconv.Itoa(doc.index), now)
 			out.pods = append(out.pods, p)
 		}
-	}
+	})
 	return out
 }
 
@@ -155,47 +156,48 @@ func duplicateError(kind, key, manifestName, where string) error {
 	return fe
 }
 
-// splitDocuments cuts a file into its non-empty documents. A document that cannot even be
-// split off (an invalid "---" line) comes back with err set, so it counts and is reported
-// like any other bad document.
-func splitDocuments(name string, data []byte) []document {
+// eachDocument calls fn with each non-empty document of a file, in order. A name ending in
+// ".json" is one JSON document; anything else is YAML that may hold several "---" separated
+// documents. A document that is not UTF-8, nests too deeply, or cannot even be split off or
+// read as YAML comes with err set, so it counts and is reported like any other bad document.
+func eachDocument(name string, data []byte, fn func(document)) {
 	if strings.EqualFold(filepath.Ext(name), ".json") {
-		if isEmptyDocument(data) {
-			return nil
+		trimmed := bytes.TrimSpace(data)
+		if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
+			return
 		}
-		return []document{{index: 0, data: data, isJSON: true}}
+		doc := document{index: 0, data: data, json: data, isJSON: true}
+		if doc.err = checkUTF8(docSpan{data: data, line: 1}); doc.err == nil {
+			doc.err = checkNesting(data)
+		}
+		fn(doc)
+		return
 	}
-	var docs []document
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	docs := newYAMLDocuments(data)
+	index := 0
 	for {
-		chunk, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return docs
+		span, ok, err := docs.next()
+		if !ok {
+			return
 		}
-		if err != nil {
-			docs = append(docs, document{index: len(docs), err: err})
-			if errors.As(err, new(utilyaml.YAMLSyntaxError)) {
-				// A bad "---" line: the reader drops the document it was reading and goes
-				// on with the next line, so the remaining documents are still read.
+		doc := document{index: index, data: span.data, err: err}
+		if err == nil {
+			if len(bytes.TrimSpace(span.data)) == 0 {
 				continue
 			}
-			return docs
+			if doc.err = checkUTF8(span); doc.err == nil {
+				// Converted once, here: what is empty (comments only, or null) is only known
+				// from the conversion, and parseDocument goes on from its result.
+				j, err := yaml.YAMLToJSON(span.data)
+				if err == nil && bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
+					continue
+				}
+				doc.json, doc.err = j, err
+			}
 		}
-		if isEmptyDocument(chunk) {
-			continue
-		}
-		docs = append(docs, document{index: len(docs), data: chunk})
+		fn(doc)
+		index++
 	}
-}
-
-// isEmptyDocument reports whether a document holds nothing but whitespace, comments or null.
-// A document that does not parse is not empty: its syntax error must be reported.
-func isEmptyDocument(data []byte) bool {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return true
-	}
-	j, err := yaml.YAMLToJSON(data)
-	return err == nil && bytes.Equal(bytes.TrimSpace(j), []byte("null"))
 }
 
 // parsedDocument is what a good document gave: exactly one of its fields is set.
@@ -208,16 +210,21 @@ type parsedDocument struct {
 // parseDocument decodes, defaults and validates one document. It returns a parsed document
 // or an error.
 func parseDocument(doc document, nodeName string) (parsedDocument, error) {
-	jsonData := doc.data
+	jsonData := doc.json
 	if !doc.isJSON {
-		var err error
-		if jsonData, err = yaml.YAMLToJSON(doc.data); err != nil {
+		// The YAML parser stops at 10000 levels of flow collections and of indentation each;
+		// together they can still make JSON that nests deeper.
+		if err := checkNesting(jsonData); err != nil {
 			return parsedDocument{}, err
 		}
 	}
 
 	var tm metav1.TypeMeta
 	if err := json.Unmarshal(jsonData, &tm); err != nil {
+		if se := (*json.SyntaxError)(nil); errors.As(err, &se) {
+			// Only a JSON file can get here with bad syntax: converted YAML is valid JSON.
+			return parsedDocument{}, jsonSyntaxError(jsonData, se)
+		}
 		return parsedDocument{}, errors.New("a manifest document must be an object with apiVersion and kind")
 	}
 	var errs field.ErrorList

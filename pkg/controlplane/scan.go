@@ -26,6 +26,8 @@ type scanner struct {
 	nodeName string
 	log      *logrus.Entry
 	now      func() time.Time
+	// maxFileBytes is the size above which a file is not read (FileSourceConfig.MaxFileBytes).
+	maxFileBytes int64
 
 	files      map[string]*fileState   // by file name; the files of the last scan
 	firstSeen  map[types.UID]time.Time // UIDs of the last scan's pods
@@ -54,13 +56,14 @@ type fileState struct {
 
 func newScanner(dir, nodeName string, log *logrus.Entry, now func() time.Time) *scanner {
 	return &scanner{
-		dir:        dir,
-		nodeName:   nodeName,
-		log:        log,
-		now:        now,
-		files:      map[string]*fileState{},
-		firstSeen:  map[types.UID]time.Time{},
-		duplicates: sets.New[string](),
+		dir:          dir,
+		nodeName:     nodeName,
+		log:          log,
+		now:          now,
+		maxFileBytes: DefaultMaxFileBytes,
+		files:        map[string]*fileState{},
+		firstSeen:    map[types.UID]time.Time{},
+		duplicates:   sets.New[string](),
 	}
 }
 
@@ -136,7 +139,14 @@ func (sc *scanner) listManifests() []string {
 }
 
 // readFile reads and, if its content changed, parses one file, logging its problems once per
-// distinct content. It returns nil when the file has gone.
+// distinct content. It returns nil when the file has gone. A file over the size limit is an
+// unreadable file.
+//
+// Memory: the file's bytes are dropped on return (only their hash and what was parsed from
+// them are kept), and the size limit bounds what one parse allocates to a few MiB, which the
+// runtime gives back to the OS in the background. debug.FreeOSMemory is not called: it would
+// only hurry that along, at the price of a full collection per parse, which a file rewritten
+// in a loop could then trigger ten times a second.
 func (sc *scanner) readFile(name string) *fileState {
 	st := sc.files[name]
 	if st == nil {
@@ -144,7 +154,7 @@ func (sc *scanner) readFile(name string) *fileState {
 	}
 	l := sc.log.WithField("file", name)
 	p := filepath.Join(sc.dir, name)
-	data, err := os.ReadFile(p)
+	data, err := readManifest(p, name, sc.maxFileBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, lerr := os.Lstat(p); lerr != nil {
 			return nil // deleted since the listing; its own event follows
