@@ -35,6 +35,9 @@ type config struct {
 	DebugAddress    string
 	DebugTokenFile  string
 
+	// ManifestMaxBytes caps one manifest file: a size (1Mi, 1048576) that validate parses.
+	ManifestMaxBytes string
+
 	ContainerLogMaxSize         string
 	ContainerLogMaxFiles        int
 	ContainerLogMonitorInterval time.Duration
@@ -87,6 +90,7 @@ func flagSet(cfg *config) *pflag.FlagSet {
 	fs.StringVar(&cfg.RootDir, "root-dir", "/var/lib/nodeagent", "directory for the agent's per-pod files")
 	fs.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "unix:///run/containerd/containerd.sock", "CRI endpoint of the container runtime")
 	fs.StringVar(&cfg.PodManifestPath, "pod-manifest-path", "", "directory of Pod manifests to run (the file source); empty disables it")
+	fs.StringVar(&cfg.ManifestMaxBytes, "manifest-max-bytes", "1Mi", "largest manifest file read (1Mi, 1048576); a larger file is an error and its pods are removed")
 	fs.StringVar(&cfg.PodLogsDir, "pod-logs-dir", "/var/log/pods", "root of the per-pod container log directories")
 	fs.StringVar(&cfg.DebugAddress, "debug-address", "127.0.0.1:10248", "address of the debug HTTP server (/healthz, /readyz, /metrics, /pods, /debug/)")
 	fs.StringVar(&cfg.DebugTokenFile, "debug-token-file", "", "file holding the bearer token the debug server requires; needed for a non-loopback --debug-address")
@@ -264,6 +268,9 @@ func (c *config) validate() error {
 	}
 	if err := c.NodeAPI.validate(); err != nil {
 		return err
+	}
+	if _, err := logs.ParseSize(c.ManifestMaxBytes); err != nil {
+		return fmt.Errorf("manifest-max-bytes: %v", err)
 	}
 	if _, err := logs.ParseSize(c.ContainerLogMaxSize); err != nil {
 		return fmt.Errorf("container-log-max-size: %v", err)

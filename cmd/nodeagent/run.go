@@ -226,11 +226,13 @@ func run(ctx context.Context, cfg *config) error {
 	)
 	if cfg.PodManifestPath != "" {
 		sources = append(sources, controlplane.SourceFile)
+		maxBytes, _ := logs.ParseSize(cfg.ManifestMaxBytes) // validated with the config
 		fsrc, err = controlplane.NewFileSource(controlplane.FileSourceConfig{
 			Dir:            cfg.PodManifestPath,
 			NodeName:       cfg.NodeName,
 			Log:            log,
 			OnConfigChange: func() { onConfig() },
+			MaxFileBytes:   maxBytes,
 		})
 		if err != nil {
 			return fmt.Errorf("pod-manifest-path: %w", err)
