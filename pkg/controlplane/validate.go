@@ -11,6 +11,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -156,6 +157,11 @@ func validateContainer(c *v1.Container, isInit, hostNetwork bool, volumes, names
 	}
 
 	errs = append(errs, validatePorts(c.Ports, hostNetwork, fld.Child("ports"))...)
+	// Probes and lifecycle hooks run in app containers and sidecars only (the API server
+	// forbids them on other init containers, and the agent never runs them there).
+	if !isInit || (c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways) {
+		errs = append(errs, validateHandlerPorts(c, fld)...)
+	}
 	errs = append(errs, validateEnv(c.Env, fld.Child("env"))...)
 	errs = append(errs, validateVolumeMounts(c.VolumeMounts, volumes, fld.Child("volumeMounts"))...)
 	errs = append(errs, validateResources(&c.Resources, fld.Child("resources"))...)
@@ -195,6 +201,79 @@ func validatePorts(ports []v1.ContainerPort, hostNetwork bool, fld *field.Path) 
 		errs = append(errs, supported(pf.Child("protocol"), p.Protocol, v1.ProtocolTCP, v1.ProtocolUDP, v1.ProtocolSCTP)...)
 	}
 	return errs
+}
+
+// validateHandlerPorts checks the ports of the container's probes and lifecycle hooks, as the
+// API server does: a number must be a port number, a name must be a valid port name. Beyond
+// the API server, a name must also be one of the container's own ports: a static pod's ports
+// never change, so a name that is not among them could never be resolved, and the probe
+// would fail at every run (a liveness probe killing the container over and over).
+func validateHandlerPorts(c *v1.Container, fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, p := range []struct {
+		name  string
+		probe *v1.Probe
+	}{{"livenessProbe", c.LivenessProbe}, {"readinessProbe", c.ReadinessProbe}, {"startupProbe", c.StartupProbe}} {
+		if p.probe == nil {
+			continue
+		}
+		h, pf := &p.probe.ProbeHandler, fld.Child(p.name)
+		if h.HTTPGet != nil {
+			errs = append(errs, validatePortNumOrName(h.HTTPGet.Port, c.Ports, pf.Child("httpGet", "port"))...)
+		}
+		if h.TCPSocket != nil {
+			errs = append(errs, validatePortNumOrName(h.TCPSocket.Port, c.Ports, pf.Child("tcpSocket", "port"))...)
+		}
+		if h.GRPC != nil {
+			for _, msg := range validation.IsValidPortNum(int(h.GRPC.Port)) {
+				errs = append(errs, field.Invalid(pf.Child("grpc", "port"), h.GRPC.Port, msg))
+			}
+		}
+	}
+	if c.Lifecycle == nil {
+		return errs
+	}
+	for _, hook := range []struct {
+		name    string
+		handler *v1.LifecycleHandler
+	}{{"postStart", c.Lifecycle.PostStart}, {"preStop", c.Lifecycle.PreStop}} {
+		if hook.handler == nil {
+			continue
+		}
+		hf := fld.Child("lifecycle", hook.name)
+		if h := hook.handler.HTTPGet; h != nil {
+			errs = append(errs, validatePortNumOrName(h.Port, c.Ports, hf.Child("httpGet", "port"))...)
+		}
+		if h := hook.handler.TCPSocket; h != nil {
+			errs = append(errs, validatePortNumOrName(h.Port, c.Ports, hf.Child("tcpSocket", "port"))...)
+		}
+	}
+	return errs
+}
+
+// validatePortNumOrName checks a probe's or hook's port: a number from 1 to 65535, or the
+// name (an IANA_SVC_NAME) of one of ports.
+func validatePortNumOrName(port intstr.IntOrString, ports []v1.ContainerPort, fld *field.Path) field.ErrorList {
+	if port.Type == intstr.Int {
+		var errs field.ErrorList
+		for _, msg := range validation.IsValidPortNum(port.IntValue()) {
+			errs = append(errs, field.Invalid(fld, port.IntValue(), msg))
+		}
+		return errs
+	}
+	if msgs := validation.IsValidPortName(port.StrVal); len(msgs) > 0 {
+		var errs field.ErrorList
+		for _, msg := range msgs {
+			errs = append(errs, field.Invalid(fld, port.StrVal, msg))
+		}
+		return errs
+	}
+	for _, p := range ports {
+		if p.Name == port.StrVal {
+			return nil
+		}
+	}
+	return field.ErrorList{field.Invalid(fld, port.StrVal, "must be the name of one of the container's ports")}
 }
 
 func validateEnv(env []v1.EnvVar, fld *field.Path) field.ErrorList {
