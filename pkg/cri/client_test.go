@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -466,5 +467,22 @@ func TestCallsAfterCloseFailAsCanceled(t *testing.T) {
 	_, err = c.Version(context.Background())
 	if !errdefs.IsCanceled(err) || IsRetryable(err) {
 		t.Fatalf("Version after Close = %v, want a non-retryable Canceled-class error", err)
+	}
+}
+
+func TestCallDeadlineNeverOverflows(t *testing.T) {
+	for _, tc := range []struct {
+		seconds int64
+		want    time.Duration
+	}{
+		{-5, time.Second},
+		{0, time.Second},
+		{30, 31 * time.Second},
+		{10000000000, maxCallSeconds*time.Second + time.Second},
+		{math.MaxInt64, maxCallSeconds*time.Second + time.Second},
+	} {
+		if got := callDeadline(tc.seconds, time.Second); got != tc.want {
+			t.Errorf("callDeadline(%d, 1s) = %v, want %v", tc.seconds, got, tc.want)
+		}
 	}
 }

@@ -43,7 +43,7 @@ func (c *Client) StopContainer(ctx context.Context, id string, timeout int64) er
 	if timeout < 0 {
 		timeout = 0
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second+c.callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, callDeadline(timeout, c.callTimeout))
 	defer cancel()
 	_, err := c.runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{
 		ContainerId: id,
@@ -100,9 +100,12 @@ func (c *Client) ContainerStatus(ctx context.Context, id string, verbose bool) (
 func (c *Client) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error) {
 	var seconds int64
 	if timeout > 0 {
-		seconds = int64((timeout + time.Second - 1) / time.Second)
+		seconds = int64(timeout / time.Second)
+		if timeout%time.Second != 0 {
+			seconds++
+		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+c.callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, callDeadline(seconds, c.callTimeout))
 	defer cancel()
 	resp, err := c.runtime.ExecSync(ctx, &runtimeapi.ExecSyncRequest{
 		ContainerId: id,
@@ -113,4 +116,16 @@ func (c *Client) ExecSync(ctx context.Context, id string, cmd []string, timeout 
 		return nil, nil, 0, translate("ExecSync", id, err)
 	}
 	return resp.GetStdout(), resp.GetStderr(), resp.GetExitCode(), nil
+}
+
+// maxCallSeconds bounds the seconds a call may legitimately wait (a grace period, an exec
+// timeout): 100 years, far below where seconds*time.Second+extra would overflow into a
+// deadline in the past.
+const maxCallSeconds = 100 * 365 * 24 * 60 * 60
+
+// callDeadline is how long a call that waits seconds may take: seconds plus extra for the
+// call itself, with seconds clamped to [0, maxCallSeconds].
+func callDeadline(seconds int64, extra time.Duration) time.Duration {
+	seconds = min(max(seconds, 0), maxCallSeconds)
+	return time.Duration(seconds)*time.Second + extra
 }

@@ -232,6 +232,8 @@ func TestParseLogOptions(t *testing.T) {
 		{query: "tail=7", want: logOptions{tail: 7, stdout: true, stderr: true}},
 		{query: "tail=all", want: logOptions{tail: -1, stdout: true, stderr: true}},
 		{query: "sinceSeconds=10", want: logOptions{tail: -1, since: at(20), stdout: true, stderr: true}},
+		{query: "sinceSeconds=9223372036854775807", want: logOptions{tail: -1, since: time.Unix(0, 0), stdout: true, stderr: true}},
+		{query: "sinceSeconds=10000000000", want: logOptions{tail: -1, since: time.Unix(0, 0), stdout: true, stderr: true}},
 		{query: "sinceTime=2026-01-02T10:00:05Z", want: logOptions{tail: -1, since: at(5), stdout: true, stderr: true}},
 		{query: "stream=Stderr", want: logOptions{tail: -1, stderr: true}},
 		{query: "tailLines=-1", wantErr: "tailLines=-1 must be at least 0"},

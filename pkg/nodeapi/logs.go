@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -68,7 +69,13 @@ func parseLogOptions(q url.Values, now time.Time) (logOptions, bool, error) {
 		return o, false, err
 	}
 	if sinceSet {
-		o.since = now.Add(-time.Duration(sinceSeconds) * time.Second)
+		// Beyond what a Duration holds it means "from the start", never a time that wrapped
+		// into the future.
+		if sinceSeconds < math.MaxInt64/int64(time.Second) {
+			o.since = now.Add(-time.Duration(sinceSeconds) * time.Second)
+		} else {
+			o.since = time.Unix(0, 0)
+		}
 	}
 	if v := q.Get("sinceTime"); v != "" {
 		if sinceSet {
