@@ -66,7 +66,7 @@ func under(path, dir string) bool { return path == dir || strings.HasPrefix(path
 
 // mounts: anything mounted under the agent's root dir outside a desired pod's directory
 // (volumes, tmpfs, staged subPaths), and any network namespace mounted under the test bed
-// (containerd keeps them under its state dir) that no ready sandbox uses.
+// (containerd keeps them under its state dir) that no live sandbox uses.
 func (b *Bed) mounts(desired map[string]bool, l *live, r *Report) error {
 	ms, err := mounts()
 	if err != nil {
@@ -88,7 +88,7 @@ func (b *Bed) mounts(desired map[string]bool, l *live, r *Report) error {
 	return nil
 }
 
-// veths: the bridge's ports that are not the host side of a ready sandbox's veth, which
+// veths: the bridge's ports that are not the host side of a live sandbox's veth, which
 // libcni's cached ADD result names.
 func (b *Bed) veths(l *live, r *Report) error {
 	ports, err := os.ReadDir(filepath.Join("/sys/class/net", b.Bridge, "brif"))

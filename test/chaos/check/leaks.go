@@ -18,15 +18,19 @@ import (
 // live is the runtime's view at one moment: what may legitimately hold a lease, a veth, a
 // netns, a nat rule, a runc container or a shim.
 type live struct {
-	ids       map[string]bool // every sandbox and container ID CRI lists, any state, any node
-	ready     map[string]bool // ready sandbox IDs, any node: the test bed's network is shared
-	ips       map[string]bool // the ready sandboxes' pod IPs
-	netns     map[string]bool // the ready sandboxes' netns paths
-	nodeSbs   []*runtimeapi.PodSandbox
-	readyList []string
+	ids   map[string]bool // every sandbox and container ID CRI lists, any state, any node
+	ready map[string]bool // sandbox IDs that may hold network resources (see Bed.live)
+	ips   map[string]bool // their pod IPs
+	netns map[string]bool // their netns paths
+	// nodeSbs are the sandboxes of the bed's node, any state.
+	nodeSbs []*runtimeapi.PodSandbox
 }
 
-func (b *Bed) live(ctx context.Context) (*live, error) {
+// live lists the runtime. The sandboxes that may hold network resources are the ready ones
+// (of any node: the test bed's network is shared) and, whatever their state, those of the
+// desired pods: a finished pod's sandbox is being stopped while a look between cycles runs,
+// and the final look, with nothing desired, judges everything anyway.
+func (b *Bed) live(ctx context.Context, desired map[string]bool) (*live, error) {
 	sbs, err := b.CRI.ListPodSandbox(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", err)
@@ -44,11 +48,11 @@ func (b *Bed) live(ctx context.Context) (*live, error) {
 		if sb.Labels[cri.LabelNodeName] == b.Node {
 			l.nodeSbs = append(l.nodeSbs, sb)
 		}
-		if sb.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		ownDesired := sb.Labels[cri.LabelNodeName] == b.Node && desired[sb.GetMetadata().GetUid()]
+		if sb.State != runtimeapi.PodSandboxState_SANDBOX_READY && !ownDesired {
 			continue
 		}
 		l.ready[sb.Id] = true
-		l.readyList = append(l.readyList, sb.Id)
 		st, err := b.CRI.PodSandboxStatus(ctx, sb.Id, true)
 		if err != nil {
 			return nil, fmt.Errorf("status of sandbox %s: %w", sb.Id, err)
@@ -110,7 +114,7 @@ func (b *Bed) Leaks(ctx context.Context, desired map[string]bool, r *Report) err
 	if err != nil {
 		return err
 	}
-	l, err := b.live(ctx)
+	l, err := b.live(ctx, desired)
 	if err != nil {
 		return err
 	}
@@ -149,7 +153,7 @@ func (b *Bed) Leaks(ctx context.Context, desired map[string]bool, r *Report) err
 }
 
 // leases: host-local writes one file per address, named after it, holding
-// "<container ID>\r\n<ifname>"; an address whose container is not a ready sandbox is leaked.
+// "<container ID>\r\n<ifname>"; an address whose container is not a live sandbox is leaked.
 func (b *Bed) leases(l *live, r *Report) error {
 	entries, err := os.ReadDir(b.leaseDir())
 	if errors.Is(err, os.ErrNotExist) {
@@ -171,7 +175,7 @@ func (b *Bed) leases(l *live, r *Report) error {
 		}
 		id, ifname := leaseOwner(data)
 		if !l.ready[id] {
-			r.Add(Leases, "%s held by %s/%s, not a ready sandbox", e.Name(), id, ifname)
+			r.Add(Leases, "%s held by %s/%s, not a live sandbox", e.Name(), id, ifname)
 		}
 	}
 	return nil

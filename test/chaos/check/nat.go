@@ -23,7 +23,7 @@ import (
 // where h is the first characters of hex(sha512(N+C)), the chain name cut to 28. A chain is
 // this test bed's when its name hashes a container ID it ever handled, or a rule in it or
 // jumping to it names the network, or its rules name an address of the pod subnet (unique to
-// the test bed). It is leaked when its container is not a ready sandbox. A rule of a shared
+// the test bed). It is leaked when its container is not a live sandbox. A rule of a shared
 // chain (POSTROUTING, CNI-HOSTPORT-DNAT, ...) is leaked when it names a container or an
 // address that is not live, or jumps to a leaked chain. Other test beds' and the host's own
 // rules are never counted: they name another network and subnet.
@@ -143,9 +143,9 @@ type natVerdict struct {
 	rules  []string
 }
 
-// judgeNAT decides which of the test bed's chains and rules no ready sandbox accounts for.
+// judgeNAT decides which of the test bed's chains and rules no live sandbox accounts for.
 // known is every container ID the test bed ever handled (for chains with no rule left to
-// say whose they are); ready the ready sandbox IDs; ips their addresses.
+// say whose they are); ready the live sandbox IDs (Bed.live); ips their addresses.
 func judgeNAT(declared map[string]bool, rules []natRule, network string, known []string, ready, ips map[string]bool) natVerdict {
 	type owner struct {
 		ours  bool
@@ -195,10 +195,10 @@ func judgeNAT(declared map[string]bool, rules []natRule, network string, known [
 		switch {
 		case o.id != "" && !ready[o.id]:
 			leakedChain[c] = true
-			v.chains = append(v.chains, fmt.Sprintf("%s (%d rules) of container %s, not a ready sandbox", c, o.rules, o.id))
+			v.chains = append(v.chains, fmt.Sprintf("%s (%d rules) of container %s, not a live sandbox", c, o.rules, o.id))
 		case o.id == "" && !anyLive(o.addrs, ips):
 			leakedChain[c] = true
-			v.chains = append(v.chains, fmt.Sprintf("%s (%d rules) for %s, no ready sandbox's address", c, o.rules, strings.Join(o.addrs, ", ")))
+			v.chains = append(v.chains, fmt.Sprintf("%s (%d rules) for %s, no live sandbox's address", c, o.rules, strings.Join(o.addrs, ", ")))
 		}
 	}
 	for _, r := range rules {
@@ -207,11 +207,11 @@ func judgeNAT(declared map[string]bool, rules []natRule, network string, known [
 		}
 		var why []string
 		if r.id != "" && !ready[r.id] {
-			why = append(why, "container "+r.id+" is not a ready sandbox")
+			why = append(why, "container "+r.id+" is not a live sandbox")
 		}
 		for _, a := range r.addrs {
 			if !ips[a] {
-				why = append(why, a+" is no ready sandbox's address")
+				why = append(why, a+" is no live sandbox's address")
 			}
 		}
 		if leakedChain[r.jump] {

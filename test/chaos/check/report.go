@@ -19,7 +19,11 @@ const (
 	// containerd cancels the start when its caller goes and marks the container exited with
 	// StartError, never having run, so the agent must create the next attempt. The restart
 	// count shows it, but nothing that ran was restarted: reported, not a failure.
-	StartsCutOff   Kind = "starts cut off by a kill (info)"
+	StartsCutOff Kind = "starts cut off by a kill (info)"
+	// ExitsLost are containers that exited while containerd was down and whose exit code
+	// containerd lost (it reports 255): the agent reports what the runtime says, so a
+	// restartPolicy Never pod that succeeded shows Failed. Reported, not a failure.
+	ExitsLost      Kind = "exit codes containerd lost (info)"
 	Unconverged    Kind = "cycles that did not converge"
 	SandboxesLeft  Kind = "sandboxes left in CRI"
 	Leases         Kind = "leaked IP leases"
@@ -36,7 +40,7 @@ const (
 
 // Kinds is every Kind in print order.
 var Kinds = []Kind{
-	DuplicateSandboxes, UnexpectedRestarts, StartsCutOff, Unconverged, SandboxesLeft, Leases, Mounts, PodDirs,
+	DuplicateSandboxes, UnexpectedRestarts, StartsCutOff, ExitsLost, Unconverged, SandboxesLeft, Leases, Mounts, PodDirs,
 	PodLogDirs, Veths, NetNS, NATChains, NATRules, RuncContainers, Shims,
 }
 
@@ -85,7 +89,7 @@ func (r *Report) count(k Kind) int {
 }
 
 // informational kinds are reported but are no failure.
-var informational = map[Kind]bool{StartsCutOff: true}
+var informational = map[Kind]bool{StartsCutOff: true, ExitsLost: true}
 
 // NonZero lists the failing kinds with at least one item, in print order, as "kind (n)".
 func (r *Report) NonZero() []string {

@@ -16,16 +16,17 @@ import (
 
 // WaitConverged polls until the agent runs exactly what the manifests say, or the converge
 // timeout passes. Converged means: /pods lists one pod per manifest, at the generation last
-// written and in its kind's final state (running and ready, or Succeeded), and nothing else;
+// written and in its kind's final state (running and ready, or finished: Succeeded, or Failed
+// with the exit code containerd reports when it lost the real one), and nothing else;
 // CRI holds sandboxes of those pods only, with exactly one ready sandbox for each pod that
 // still runs containers.
 func (w *Workload) WaitConverged(ctx context.Context, node Node, bed *check.Bed) Result {
 	start := time.Now()
 	deadline := start.Add(w.cfg.ConvergeTimeout)
 	for {
-		desired, why := w.converged(ctx, node, bed)
+		desired, notes, why := w.converged(ctx, node, bed)
 		if why == "" {
-			return Result{Converged: true, Desired: desired, Took: time.Since(start)}
+			return Result{Converged: true, Desired: desired, Lost: notes, Took: time.Since(start)}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return Result{Detail: why, Took: time.Since(start)}
@@ -37,12 +38,14 @@ func (w *Workload) WaitConverged(ctx context.Context, node Node, bed *check.Bed)
 	}
 }
 
-// converged returns the desired pod UIDs, or why the agent is not there yet.
-func (w *Workload) converged(ctx context.Context, node Node, bed *check.Bed) (map[string]bool, string) {
+// converged returns the desired pod UIDs and the exits containerd lost, or why the agent is
+// not there yet.
+func (w *Workload) converged(ctx context.Context, node Node, bed *check.Bed) (map[string]bool, []string, string) {
 	pods, err := node.Pods()
 	if err != nil {
-		return nil, fmt.Sprintf("/pods: %v", err)
+		return nil, nil, fmt.Sprintf("/pods: %v", err)
 	}
+	var lost []string
 	byName := map[string]*v1.Pod{}
 	for i := range pods {
 		byName[pods[i].Name] = &pods[i]
@@ -67,6 +70,11 @@ func (w *Workload) converged(ctx context.Context, node Node, bed *check.Bed) (ma
 			problems = append(problems, fmt.Sprintf("%s is %s", name, podState(p)))
 		default:
 			desired[string(p.UID)] = true
+			if k.lost != nil {
+				if note := k.lost(p); note != "" {
+					lost = append(lost, note)
+				}
+			}
 			if k.oneReadySandbox {
 				needsReady[string(p.UID)] = name
 			}
@@ -77,14 +85,14 @@ func (w *Workload) converged(ctx context.Context, node Node, bed *check.Bed) (ma
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
-		return nil, "agent: " + strings.Join(problems, "; ")
+		return nil, nil, "agent: " + strings.Join(problems, "; ")
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	sbs, err := bed.CRI.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{cri.LabelNodeName: bed.Node}})
 	if err != nil {
-		return nil, fmt.Sprintf("CRI: list sandboxes: %v", err)
+		return nil, nil, fmt.Sprintf("CRI: list sandboxes: %v", err)
 	}
 	ready := map[string]int{}
 	for _, sb := range sbs {
@@ -103,9 +111,9 @@ func (w *Workload) converged(ctx context.Context, node Node, bed *check.Bed) (ma
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
-		return nil, "CRI: " + strings.Join(problems, "; ")
+		return nil, nil, "CRI: " + strings.Join(problems, "; ")
 	}
-	return desired, ""
+	return desired, lost, ""
 }
 
 // podState is a pod's phase and its containers' states, for a message.

@@ -19,6 +19,9 @@ type podKind struct {
 	spec func(image string, hostPort int) string
 	// done is the state the agent must reach (and keep) for the pod.
 	done func(*v1.Pod) bool
+	// lost says, for a pod that is done, whether it got there because containerd lost an
+	// exit code (nil: it cannot).
+	lost func(*v1.Pod) string
 	// oneReadySandbox: while converged the pod has exactly one ready sandbox (false for a
 	// pod whose containers have all exited, whose sandbox the agent may stop).
 	oneReadySandbox bool
@@ -58,7 +61,7 @@ var kinds = []podKind{
   - {name: mem, emptyDir: {medium: Memory, sizeLimit: 8Mi}}
 `, image)
 	}},
-	{name: "never", done: succeeded, oneReadySandbox: false, spec: func(image string, _ int) string {
+	{name: "never", done: finished, lost: exitLost, oneReadySandbox: false, spec: func(image string, _ int) string {
 		return fmt.Sprintf(`  terminationGracePeriodSeconds: 1
   restartPolicy: Never
   containers:
@@ -99,7 +102,29 @@ func plainSpec(image string, _ int) string {
 `, image, sleepForever)
 }
 
-func succeeded(p *v1.Pod) bool { return p.Status.Phase == v1.PodSucceeded }
+// unknownExit is the exit code containerd reports for a container whose exit it did not see:
+// one that exited while containerd was down, when the restarted containerd found its shim gone.
+const unknownExit = 255
+
+// finished: the pod's one container ran to its end, Succeeded, or Failed only because
+// containerd lost its exit code (see exitLost).
+func finished(p *v1.Pod) bool {
+	return p.Status.Phase == v1.PodSucceeded || (p.Status.Phase == v1.PodFailed && exitLost(p) != "")
+}
+
+// exitLost describes a Failed pod whose container's exit code is containerd's unknown one.
+func exitLost(p *v1.Pod) string {
+	if p.Status.Phase != v1.PodFailed {
+		return ""
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if t := cs.State.Terminated; t != nil && t.ExitCode == unknownExit {
+			return fmt.Sprintf("pod %s (UID %s) container %s: Failed, exit %d %s %q (it exits 0 after 1 s; containerd restarted meanwhile)",
+				p.Name, p.UID, cs.Name, t.ExitCode, t.Reason, t.Message)
+		}
+	}
+	return ""
+}
 
 // manifest is kind k's pod at generation gen.
 func (k podKind) manifest(gen int, image string, hostPort int) string {

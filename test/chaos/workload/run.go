@@ -54,6 +54,12 @@ func (w *Workload) Run(ctx context.Context, node Node, bed *check.Bed, opts RunO
 			report.Add(check.Unconverged, "cycle %d: %s", i+1, res.Detail)
 			continue
 		}
+		for _, l := range res.Lost {
+			if !w.lost[l] {
+				w.lost[l] = true
+				report.Add(check.ExitsLost, "%s", l)
+			}
+		}
 		// A look between cycles says when a leak appeared; only the final look counts, since
 		// the agent may still clean up (its CNI GC runs at every start).
 		seen := check.NewReport()

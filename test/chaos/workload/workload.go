@@ -50,8 +50,9 @@ type Config struct {
 type Workload struct {
 	cfg     Config
 	rnd     *rand.Rand
-	gen     int            // the last generation written
-	present map[string]int // manifest name -> the generation it holds
+	gen     int             // the last generation written
+	present map[string]int  // manifest name -> the generation it holds
+	lost    map[string]bool // exits containerd lost, already reported
 	// Kills and ContainerdRestarts count what the run did, for its summary.
 	Kills, ContainerdRestarts int
 }
@@ -67,7 +68,7 @@ func New(cfg Config) *Workload {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	return &Workload{cfg: cfg, rnd: rand.New(rand.NewSource(cfg.Seed)), present: map[string]int{}}
+	return &Workload{cfg: cfg, rnd: rand.New(rand.NewSource(cfg.Seed)), present: map[string]int{}, lost: map[string]bool{}}
 }
 
 // Result is where a cycle left the agent.
@@ -76,6 +77,8 @@ type Result struct {
 	// Desired is the UIDs of the pods the manifests define, as the agent runs them (only
 	// when converged).
 	Desired map[string]bool
+	// Lost describes the pods that are done only because containerd lost an exit code.
+	Lost []string
 	// Detail says what was still wrong when the wait gave up.
 	Detail string
 	Took   time.Duration // from the agent's start to convergence, or to giving up
