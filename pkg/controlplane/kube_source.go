@@ -157,8 +157,8 @@ func (s *KubeSource) Pods() []*v1.Pod {
 	return out
 }
 
-// desired returns the pods to run (copies, annotated with their source), sorted by
-// namespace/name, and every pod bound to the node.
+// desired returns the pods the manager keeps (copies, annotated with their source; finished
+// ones included), sorted by namespace/name, and every pod bound to the node.
 func (s *KubeSource) desired() (run, all []*v1.Pod) {
 	all = s.Pods()
 	sort.Slice(all, func(i, j int) bool {
@@ -168,9 +168,8 @@ func (s *KubeSource) desired() (run, all []*v1.Pod) {
 		if _, mirror := p.Annotations[AnnotationMirror]; mirror {
 			continue
 		}
-		if p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
-			continue
-		}
+		// Finished pods stay: the manager keeps their containers (kubectl logs) until the
+		// pod is deleted, and never starts anything for a pod whose phase is final.
 		c := p.DeepCopy()
 		if c.Annotations == nil {
 			c.Annotations = map[string]string{}

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,7 +90,9 @@ func apiPod(name string, uid types.UID, phase v1.PodPhase) *v1.Pod {
 	}
 }
 
-func TestKubeSourceServesRunnablePodsOnly(t *testing.T) {
+// Finished pods are served too (the manager keeps their containers for kubectl logs until
+// the pod is deleted); mirror pods are not.
+func TestKubeSourceServesEveryPodButMirrors(t *testing.T) {
 	mirror := apiPod("static-n1", "m1", v1.PodRunning)
 	mirror.Annotations = map[string]string{AnnotationMirror: "hash"}
 	f := newKubeFixture(t,
@@ -98,16 +101,22 @@ func TestKubeSourceServesRunnablePodsOnly(t *testing.T) {
 		apiPod("failed", "u3", v1.PodFailed),
 		mirror,
 	)
-	f.eventually("the first set", func() bool { return len(f.desired()) == 1 })
-	got := f.desired()[0]
-	if got.Name != "web" || got.Annotations[AnnotationConfigSource] != SourceKube {
-		t.Fatalf("desired %s with annotations %v", got.Name, got.Annotations)
+	f.eventually("the first set", func() bool { return len(f.desired()) == 3 })
+	var names []string
+	for _, p := range f.desired() {
+		if p.Annotations[AnnotationConfigSource] != SourceKube {
+			t.Fatalf("desired %s with annotations %v", p.Name, p.Annotations)
+		}
+		names = append(names, p.Name+"="+string(p.Status.Phase))
+	}
+	if got := strings.Join(names, ","); got != "done=Succeeded,failed=Failed,web=Pending" {
+		t.Fatalf("desired %s", got)
 	}
 
 	if _, err := f.client.CoreV1().Pods("default").Create(context.Background(), apiPod("new", "u4", v1.PodPending), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.eventually("the new pod", func() bool { return len(f.desired()) == 2 })
+	f.eventually("the new pod", func() bool { return len(f.desired()) == 4 })
 }
 
 func TestTerminatedPodBeingDeletedIsDeletedWithItsUID(t *testing.T) {

@@ -42,7 +42,7 @@ func (w *worker) sync(ctx context.Context, pod *v1.Pod) time.Duration {
 	w.countRunning(countsOf(st))
 	w.awaitAnnouncedExits(st, lower)
 	w.syncProbes(pod, st)
-	status := w.buildStatus(pod, st)
+	status := keepFinalStatus(pod, w.buildStatus(pod, st))
 	if w.startPending && status.Phase == v1.PodRunning {
 		w.startPending = false
 		w.m.cfg.Metrics.observePodStart(w.m.cfg.Clock.Since(w.startTime.Time))
@@ -230,6 +230,9 @@ func shouldRestart(policy v1.RestartPolicy, code int32) bool {
 // container failed under restartPolicy Never, or every app container exited and may not
 // restart. Sidecars do not count: they are stopped with the pod.
 func podFinished(pod *v1.Pod, st *podState) bool {
+	if finalPhase(pod.Status.Phase) {
+		return true // the API already says so: nothing is ever started again
+	}
 	if pod.Spec.RestartPolicy == v1.RestartPolicyAlways || pod.Spec.RestartPolicy == "" {
 		return false
 	}
