@@ -227,6 +227,11 @@ func (w *worker) containerConfig(pod *v1.Pod, c *v1.Container, attempt uint32, i
 			return nil, fmt.Errorf("container %q: %w", c.Name, err)
 		}
 	}
+	if tm, err := w.terminationMessageMount(pod, c); err != nil {
+		return nil, fmt.Errorf("container %q: %w", c.Name, err)
+	} else if tm != nil {
+		mounts = append(mounts, tm)
+	}
 	env, err := makeEnv(pod, c, podIPs, w.m.cfg.NodeIP, w.m.cfg.Configs, w.m.cfg.Allocatable)
 	if err != nil {
 		return nil, err

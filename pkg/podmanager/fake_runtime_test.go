@@ -3,6 +3,7 @@ package podmanager
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,7 +152,7 @@ func (f *fakeRuntime) ListPodSandbox(_ context.Context, filter *runtimeapi.PodSa
 	return out, nil
 }
 
-func (f *fakeRuntime) CreateContainer(_ context.Context, sbID string, cfg *runtimeapi.ContainerConfig, _ *runtimeapi.PodSandboxConfig) (string, error) {
+func (f *fakeRuntime) CreateContainer(_ context.Context, sbID string, cfg *runtimeapi.ContainerConfig, sbCfg *runtimeapi.PodSandboxConfig) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("CreateContainer")
@@ -163,8 +164,10 @@ func (f *fakeRuntime) CreateContainer(_ context.Context, sbID string, cfg *runti
 		c: &runtimeapi.Container{Id: id, PodSandboxId: sbID, Metadata: cfg.Metadata, State: runtimeapi.ContainerState_CONTAINER_CREATED,
 			CreatedAt: f.now, Labels: cfg.Labels, Annotations: cfg.Annotations},
 		cfg: cfg,
+		// As containerd: the status carries the mounts and the log's full path.
 		status: &runtimeapi.ContainerStatus{Id: id, Metadata: cfg.Metadata, State: runtimeapi.ContainerState_CONTAINER_CREATED,
-			CreatedAt: f.now, ImageRef: cfg.Image.Image, Labels: cfg.Labels, Annotations: cfg.Annotations},
+			CreatedAt: f.now, ImageRef: cfg.Image.Image, Labels: cfg.Labels, Annotations: cfg.Annotations,
+			Mounts: cfg.Mounts, LogPath: filepath.Join(sbCfg.GetLogDirectory(), cfg.LogPath)},
 	}
 	return id, nil
 }

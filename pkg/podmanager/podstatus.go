@@ -42,6 +42,9 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		cs := w.containerStatus(pod, c, st, reasonPodInitializing)
+		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 && !isSidecar(c) {
+			cs.Ready = true // the kubelet's convention: an init container that did its job is ready
+		}
 		s.InitContainerStatuses = append(s.InitContainerStatuses, cs)
 		if isSidecar(c) {
 			// A sidecar has done its part of initialization once it has run.
@@ -173,7 +176,10 @@ func (w *worker) terminated(id string, s *runtimeapi.ContainerStatus) *v1.Contai
 			reason = "Completed"
 		}
 	}
-	message := s.Message
+	message := w.terminationMessage(s)
+	if message == "" {
+		message = s.Message
+	}
 	if message == "" {
 		message = w.kills[id].note
 	}

@@ -20,6 +20,10 @@ type Volumes interface {
 	// (bind mounts the runtime cannot be tricked into redirecting), so it is called right
 	// before each CreateContainer; TearDown releases them.
 	Mounts(pod *v1.Pod, c *v1.Container, paths map[string]string) ([]*runtimeapi.Mount, error)
+	// TerminationMessageFile makes a fresh file for one container instance to write its
+	// termination message into; ReadTerminationMessage reads one back, bounded.
+	TerminationMessageFile(uid types.UID, container string) (string, error)
+	ReadTerminationMessage(path string) (string, error)
 	TearDown(uid types.UID) error
 	PodsOnDisk() ([]types.UID, error)
 }

@@ -3,6 +3,8 @@ package podmanager
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,6 +43,8 @@ type fakeVolumes struct {
 	torn     []types.UID
 	onDisk   []types.UID
 	hostPath string
+	dir      string // where TerminationMessageFile makes files
+	messages int
 }
 
 func (f *fakeVolumes) SetUp(_ context.Context, pod *v1.Pod) (map[string]string, error) {
@@ -66,6 +70,21 @@ func (f *fakeVolumes) Mounts(_ *v1.Pod, c *v1.Container, paths map[string]string
 		out = append(out, &runtimeapi.Mount{ContainerPath: vm.MountPath, HostPath: p, Readonly: vm.ReadOnly})
 	}
 	return out, nil
+}
+
+// TerminationMessageFile makes a real file, so a test can write a message a container left.
+func (f *fakeVolumes) TerminationMessageFile(uid types.UID, container string) (string, error) {
+	if f.dir == "" {
+		return "", fmt.Errorf("fakeVolumes: no dir for termination message files")
+	}
+	p := filepath.Join(f.dir, string(uid)+"-"+container+fmt.Sprintf("-%d", f.messages))
+	f.messages++
+	return p, os.WriteFile(p, nil, 0o666)
+}
+
+func (f *fakeVolumes) ReadTerminationMessage(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
 }
 
 func (f *fakeVolumes) TearDown(uid types.UID) error {

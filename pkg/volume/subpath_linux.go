@@ -113,3 +113,6 @@ func segments(rel string) []string {
 	}
 	return out
 }
+
+// nofollowFlag makes an open fail on a symlink instead of following it.
+const nofollowFlag = unix.O_NOFOLLOW

@@ -1,0 +1,75 @@
+package kube
+
+import (
+	"fmt"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/nodeagent/nodeagent/test/e2e/framework"
+)
+
+// TestTerminationMessagesAndInitReadinessShowInKubectl is what `kubectl get pod -o yaml`
+// shows of finished containers: the message a container wrote to its terminationMessagePath
+// (as root and as another user, at the default path and a custom one), the tail of its log
+// under FallbackToLogsOnError when it failed without writing one, and ready: true for an
+// init container that succeeded.
+func TestTerminationMessagesAndInitReadinessShowInKubectl(t *testing.T) {
+	t.Parallel()
+	a, ns := node(t)
+	kubectlApply(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: messages, namespace: %[1]s}
+spec:
+  nodeName: %[2]s
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: setup
+    image: %[3]s
+    imagePullPolicy: IfNotPresent
+    command: ["true"]
+  containers:
+  - name: root
+    image: %[3]s
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "printf 'written by root' > /dev/termination-log"]
+  - name: user
+    image: %[3]s
+    imagePullPolicy: IfNotPresent
+    securityContext: {runAsUser: 1000, runAsGroup: 1000}
+    terminationMessagePath: /tmp/my-message
+    command: ["sh", "-c", "printf 'written by 1000' > /tmp/my-message; exit 1"]
+  - name: fallback
+    image: %[3]s
+    imagePullPolicy: IfNotPresent
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: ["sh", "-c", "echo first; echo last; exit 7"]
+  - name: quiet
+    image: %[3]s
+    imagePullPolicy: IfNotPresent
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: ["sh", "-c", "echo not a message"]
+`, ns, a.NodeName, framework.TB.BusyboxImage))
+	p := waitAPIPod(t, ns, "messages", startTimeout, "Failed", phaseIs(v1.PodFailed))
+
+	want := map[string]string{
+		"root":     "written by root",
+		"user":     "written by 1000",
+		"fallback": "first\nlast\n",
+		"quiet":    "",
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		term := cs.State.Terminated
+		if term == nil {
+			t.Errorf("%s: state %+v, want terminated", cs.Name, cs.State)
+			continue
+		}
+		if term.Message != want[cs.Name] {
+			t.Errorf("%s: message %q, want %q", cs.Name, term.Message, want[cs.Name])
+		}
+	}
+	if len(p.Status.InitContainerStatuses) != 1 || !p.Status.InitContainerStatuses[0].Ready {
+		t.Errorf("init container statuses %+v, want setup ready", p.Status.InitContainerStatuses)
+	}
+}
