@@ -239,6 +239,7 @@ func (m *Manager) Run(ctx context.Context) {
 		m.lastLoop.Store(m.cfg.Clock.Now().UnixNano())
 		if periodic {
 			m.removeOrphanVolumes() // reads the disk: the slow safety net only
+			m.removeOrphanLogDirs()
 		}
 		select {
 		case <-ctx.Done():
