@@ -154,8 +154,9 @@ func TestReporterPatchesOnlyWhatChangedAndKeepsOthersConditions(t *testing.T) {
 	start := metav1.NewTime(time.Now()) // nanoseconds: the API keeps seconds
 	mine.Status = v1.PodStatus{
 		Phase: v1.PodRunning, PodIP: "10.88.0.5", PodIPs: []v1.PodIP{{IP: "10.88.0.5"}}, StartTime: &start,
-		Conditions:        []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue, LastTransitionTime: start}},
-		ContainerStatuses: []v1.ContainerStatus{{Name: "c", Ready: true, State: v1.ContainerState{Running: &v1.ContainerStateRunning{StartedAt: start}}}},
+		ObservedGeneration: 3,
+		Conditions:         []v1.PodCondition{{Type: v1.PodReady, Status: v1.ConditionTrue, LastTransitionTime: start, ObservedGeneration: 3}},
+		ContainerStatuses:  []v1.ContainerStatus{{Name: "c", Ready: true, State: v1.ContainerState{Running: &v1.ContainerStateRunning{StartedAt: start}}}},
 	}
 	f.mine = []*v1.Pod{mine}
 	f.rep.pass(context.Background())
@@ -164,7 +165,8 @@ func TestReporterPatchesOnlyWhatChangedAndKeepsOthersConditions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status.Phase != v1.PodRunning || got.Status.PodIP != "10.88.0.5" || len(got.Status.ContainerStatuses) != 1 {
+	if got.Status.Phase != v1.PodRunning || got.Status.PodIP != "10.88.0.5" || len(got.Status.ContainerStatuses) != 1 ||
+		got.Status.ObservedGeneration != 3 {
 		t.Fatalf("status not reported: %+v", got.Status)
 	}
 	types := map[v1.PodConditionType]bool{}

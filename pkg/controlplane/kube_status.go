@@ -178,6 +178,7 @@ func (r *Reporter) report(ctx context.Context, p *v1.Pod) error {
 func mergeStatus(api, mine v1.PodStatus) v1.PodStatus {
 	out := *api.DeepCopy()
 	out.Phase = mine.Phase
+	out.ObservedGeneration = mine.ObservedGeneration
 	out.Message, out.Reason = mine.Message, mine.Reason
 	out.HostIP, out.HostIPs = mine.HostIP, mine.HostIPs
 	out.PodIP, out.PodIPs = mine.PodIP, mine.PodIPs

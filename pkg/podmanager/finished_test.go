@@ -55,3 +55,26 @@ func TestFinishedPodKeepsItsContainersWhenTheSourceAgrees(t *testing.T) {
 		t.Fatalf("containers %v, want the one exited instance kept", cs)
 	}
 }
+
+// The status and each condition say which generation of the spec they were computed for, and
+// follow every update.
+func TestStatusFollowsTheObservedGeneration(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("gen", v1.RestartPolicyAlways, busybox("main"))
+	for gen := int64(1); gen <= 50; gen++ {
+		p := pod.DeepCopy()
+		p.Generation = gen
+		deadline := 100000 - gen
+		p.Spec.ActiveDeadlineSeconds = &deadline
+		h.run(p)
+	}
+	s := h.settle(pod.UID)
+	if s.ObservedGeneration != 50 {
+		t.Fatalf("status observedGeneration %d, want 50", s.ObservedGeneration)
+	}
+	for _, c := range s.Conditions {
+		if c.ObservedGeneration != 50 {
+			t.Fatalf("condition %s observedGeneration %d, want 50", c.Type, c.ObservedGeneration)
+		}
+	}
+}

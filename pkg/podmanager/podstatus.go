@@ -107,7 +107,11 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 			conds[3+i].Status, conds[3+i].Reason, conds[3+i].Message = v1.ConditionFalse, "PodCompleted", ""
 		}
 	}
+	// The generation this status was computed for, so a client can tell it saw its latest
+	// spec change (PodObservedGenerationTracking).
+	s.ObservedGeneration = pod.Generation
 	for i := range conds {
+		conds[i].ObservedGeneration = pod.Generation
 		conds[i].LastTransitionTime = now
 		if prev != nil {
 			for _, pc := range prev.Conditions {

@@ -3,6 +3,7 @@ package kube
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 
@@ -72,4 +73,41 @@ spec:
 	if len(p.Status.InitContainerStatuses) != 1 || !p.Status.InitContainerStatuses[0].Ready {
 		t.Errorf("init container statuses %+v, want setup ready", p.Status.InitContainerStatuses)
 	}
+}
+
+// TestObservedGenerationConvergesAfterManyQuickUpdates: after 100 spec updates in a row
+// (activeDeadlineSeconds lowered each time), the status and every condition the node writes
+// report the pod's latest generation.
+func TestObservedGenerationConvergesAfterManyQuickUpdates(t *testing.T) {
+	t.Parallel()
+	a, ns := node(t)
+	kubectlApply(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: gen, namespace: %s}
+spec:
+  nodeName: %s
+  activeDeadlineSeconds: 1000000
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sleep
+    image: %s
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "100000"]
+`, ns, a.NodeName, framework.TB.BusyboxImage))
+	waitAPIPod(t, ns, "gen", startTimeout, "Running", phaseIs(v1.PodRunning))
+	for i := 1; i <= 100; i++ {
+		kubectl(t, "patch", "pod", "-n", ns, "gen", "--type=merge",
+			"-p", fmt.Sprintf(`{"spec":{"activeDeadlineSeconds":%d}}`, 1000000-i))
+	}
+	waitAPIPod(t, ns, "gen", 60*time.Second, "observed at its latest generation", func(p *v1.Pod) bool {
+		if p.Generation < 101 || p.Status.ObservedGeneration != p.Generation {
+			return false
+		}
+		for _, c := range p.Status.Conditions {
+			if c.ObservedGeneration != p.Generation {
+				return false
+			}
+		}
+		return true
+	})
 }
