@@ -115,7 +115,8 @@ func sameDesired(a, b *v1.Pod) bool {
 	am, bm := a.ObjectMeta, b.ObjectMeta
 	am.ResourceVersion, bm.ResourceVersion = "", ""
 	am.ManagedFields, bm.ManagedFields = nil, nil
-	return equality.Semantic.DeepEqual(am, bm) && equality.Semantic.DeepEqual(a.Spec, b.Spec)
+	return equality.Semantic.DeepEqual(am, bm) && equality.Semantic.DeepEqual(a.Spec, b.Spec) &&
+		sameOthersStatus(a, b)
 }
 
 // desiredLocked merges the sources; on a UID clash the first source in name order wins.

@@ -101,6 +101,11 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 		}
 		conds[1].Reason, conds[1].Message = reason, w.sandboxErr
 	}
+	if len(unready) == 0 {
+		if msg := readinessGatesMessage(pod); msg != "" {
+			conds[4].Status, conds[4].Reason, conds[4].Message = v1.ConditionFalse, "ReadinessGatesNotReady", msg
+		}
+	}
 	if s.Phase == v1.PodSucceeded || s.Phase == v1.PodFailed {
 		// A finished pod is not ready, whatever its containers said last.
 		for i := range conds[3:] {

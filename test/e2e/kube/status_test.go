@@ -111,3 +111,38 @@ spec:
 		return true
 	})
 }
+
+// TestReadinessGateHoldsReadyUntilItsConditionIsTrue: a pod with a readiness gate is not
+// Ready, with the kubelet's reason, until someone sets the gate's condition True.
+func TestReadinessGateHoldsReadyUntilItsConditionIsTrue(t *testing.T) {
+	t.Parallel()
+	a, ns := node(t)
+	kubectlApply(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: gated, namespace: %s}
+spec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 1
+  readinessGates: [{conditionType: example.com/lb}]
+  containers:
+  - name: sleep
+    image: %s
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "100000"]
+`, ns, a.NodeName, framework.TB.BusyboxImage))
+	ready := func(p *v1.Pod) v1.PodCondition {
+		for _, c := range p.Status.Conditions {
+			if c.Type == v1.PodReady {
+				return c
+			}
+		}
+		return v1.PodCondition{}
+	}
+	waitAPIPod(t, ns, "gated", startTimeout, "Running, not Ready for its gate", func(p *v1.Pod) bool {
+		c := ready(p)
+		return p.Status.Phase == v1.PodRunning && c.Status == v1.ConditionFalse && c.Reason == "ReadinessGatesNotReady"
+	})
+	kubectl(t, "patch", "pod", "-n", ns, "gated", "--subresource=status", "--type=json",
+		"-p", `[{"op":"add","path":"/status/conditions/-","value":{"type":"example.com/lb","status":"True"}}]`)
+	waitAPIPod(t, ns, "gated", 30*time.Second, "Ready", func(p *v1.Pod) bool { return ready(p).Status == v1.ConditionTrue })
+}
