@@ -81,6 +81,9 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 		notReady += "; " + strings.Join(why, "; ")
 	}
 	s.Phase = podPhase(pod, s.InitContainerStatuses, s.ContainerStatuses, initDone)
+	if w.deadlineExceeded {
+		s.Phase, s.Reason, s.Message = v1.PodFailed, reasonDeadlineExceeded, messageDeadlineExceeded
+	}
 
 	sandboxReady := st.readySandbox() != nil
 	conds := []v1.PodCondition{

@@ -92,7 +92,11 @@ func (w *worker) awaitAnnouncedExits(st *podState, again requeue) {
 // reconcile takes the actions that move the runtime toward pod and reports whether it changed
 // anything.
 func (w *worker) reconcile(ctx context.Context, pod *v1.Pod, st *podState, again requeue) bool {
-	if podFinished(pod, st) {
+	deadline := !finalPhase(pod.Status.Phase) && w.activeDeadlinePassed(pod, again)
+	if deadline {
+		w.killForDeadline(ctx, pod, st)
+	}
+	if deadline || podFinished(pod, st) {
 		// A finished pod keeps its containers (for status and logs) but gives back its
 		// sandbox: the IP address and the pause process.
 		if sb := st.readySandbox(); sb != nil {

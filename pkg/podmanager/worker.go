@@ -69,6 +69,9 @@ type worker struct {
 	// is the start duration the agent's doing (an adopted pod was started by an earlier run).
 	hadSandbox   bool
 	startPending bool
+	// deadlineExceeded is set once the pod passed its activeDeadlineSeconds: it is then
+	// Failed with reason DeadlineExceeded and nothing starts again.
+	deadlineExceeded bool
 	// running is the pod's share of the running gauges as last counted.
 	running runningCounts
 }

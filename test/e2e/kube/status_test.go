@@ -146,3 +146,34 @@ spec:
 		"-p", `[{"op":"add","path":"/status/conditions/-","value":{"type":"example.com/lb","status":"True"}}]`)
 	waitAPIPod(t, ns, "gated", 30*time.Second, "Ready", func(p *v1.Pod) bool { return ready(p).Status == v1.ConditionTrue })
 }
+
+// TestActiveDeadlineLoweredOnARunningPodFailsIt: lowering activeDeadlineSeconds below the
+// pod's age kills it; kubectl shows it Failed with reason DeadlineExceeded.
+func TestActiveDeadlineLoweredOnARunningPodFailsIt(t *testing.T) {
+	t.Parallel()
+	a, ns := node(t)
+	kubectlApply(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: deadline, namespace: %s}
+spec:
+  nodeName: %s
+  activeDeadlineSeconds: 100000
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sleep
+    image: %s
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "100000"]
+`, ns, a.NodeName, framework.TB.BusyboxImage))
+	waitAPIPod(t, ns, "deadline", startTimeout, "Running", phaseIs(v1.PodRunning))
+	kubectl(t, "patch", "pod", "-n", ns, "deadline", "--type=merge", "-p", `{"spec":{"activeDeadlineSeconds":1}}`)
+	p := waitAPIPod(t, ns, "deadline", 60*time.Second, "Failed for its deadline", func(p *v1.Pod) bool {
+		return p.Status.Phase == v1.PodFailed && p.Status.Reason == "DeadlineExceeded"
+	})
+	if p.Status.Message != "Pod was active on the node longer than the specified deadline" {
+		t.Errorf("message %q", p.Status.Message)
+	}
+	if cs := p.Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Terminated == nil {
+		t.Errorf("container statuses %+v, want terminated", cs)
+	}
+}
