@@ -68,9 +68,11 @@ type config struct {
 	NodeLabels         map[string]string
 	RegisterWithTaints []string
 	MaxPods            int
-	SystemReserved     map[string]string
-	KubeReserved       map[string]string
-	NodeAPI            nodeAPIConfig
+	// AllowedUnsafeSysctls: sysctls beyond the safe set pods may set (names or "prefix*").
+	AllowedUnsafeSysctls []string
+	SystemReserved       map[string]string
+	KubeReserved         map[string]string
+	NodeAPI              nodeAPIConfig
 }
 
 func defaultNodeName() string {
@@ -112,6 +114,7 @@ func flagSet(cfg *config) *pflag.FlagSet {
 	fs.DurationVar(&cfg.CNIGCPeriod, "cni-gc-period", network.DefaultGCPeriod, "how often addresses no live sandbox holds are freed (CNI GC); it also runs at start")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig with the node's credentials: join that Kubernetes cluster as node --node-name (empty: no control plane)")
 	fs.StringToStringVar(&cfg.NodeLabels, "node-labels", nil, "labels added to the Node at registration (key=value,...)")
+	fs.StringSliceVar(&cfg.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", nil, "unsafe sysctls (names, or prefixes ending in '*', comma-separated) pods may set beyond the safe set; each must be namespaced (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)")
 	fs.StringSliceVar(&cfg.RegisterWithTaints, "register-with-taints", nil, "taints the Node is created with (key=value:Effect,...)")
 	fs.IntVar(&cfg.MaxPods, "max-pods", 110, "the Node's pod capacity")
 	fs.StringToStringVar(&cfg.SystemReserved, "system-reserved", nil, "resources reserved for the system, subtracted from allocatable (cpu=100m,memory=256Mi,ephemeral-storage=1Gi)")

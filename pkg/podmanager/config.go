@@ -68,6 +68,13 @@ type Config struct {
 
 	// Clock is injected by tests; default the real clock.
 	Clock clock.WithTicker
+	// AllowedUnsafeSysctls are the sysctls (names, or prefixes ending in "*") pods may set
+	// beyond the safe set; each must be namespaced (net.*, kernel.shm*, kernel.msg*,
+	// kernel.sem, fs.mqueue.*). A pod asking for another is rejected with SysctlForbidden.
+	AllowedUnsafeSysctls []string
+	// KernelRelease is the node's kernel release (uname -r): a few safe sysctls are only
+	// namespaced from some version on. Empty leaves those out.
+	KernelRelease string
 }
 
 func (c *Config) setDefaults() error {

@@ -22,11 +22,12 @@ import (
 
 // Manager owns the desired set of pods and one worker goroutine per pod UID.
 type Manager struct {
-	cfg    Config
-	rt     Runtime
-	images ImageService
-	status *status.Store
-	log    *logrus.Entry
+	cfg     Config
+	sysctls *sysctlAllowlist // which sysctls pods may set (admission)
+	rt      Runtime
+	images  ImageService
+	status  *status.Store
+	log     *logrus.Entry
 
 	mu       sync.Mutex
 	sources  map[string][]*v1.Pod   // guarded by mu: the latest complete set from each source
@@ -47,8 +48,13 @@ func New(cfg Config, rt Runtime, images ImageService) (*Manager, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	sysctls, err := newSysctlAllowlist(cfg.AllowedUnsafeSysctls, cfg.KernelRelease)
+	if err != nil {
+		return nil, err
+	}
 	return &Manager{
 		cfg:       cfg,
+		sysctls:   sysctls,
 		rt:        rt,
 		images:    images,
 		status:    status.NewStore(),

@@ -84,6 +84,9 @@ func (w *worker) buildStatus(pod *v1.Pod, st *podState) v1.PodStatus {
 	if w.deadlineExceeded {
 		s.Phase, s.Reason, s.Message = v1.PodFailed, reasonDeadlineExceeded, messageDeadlineExceeded
 	}
+	if w.rejection != "" {
+		s = w.rejectedStatus(s)
+	}
 
 	sandboxReady := st.readySandbox() != nil
 	conds := []v1.PodCondition{

@@ -92,6 +92,9 @@ func (w *worker) awaitAnnouncedExits(st *podState, again requeue) {
 // reconcile takes the actions that move the runtime toward pod and reports whether it changed
 // anything.
 func (w *worker) reconcile(ctx context.Context, pod *v1.Pod, st *podState, again requeue) bool {
+	if w.admit(pod, st) != "" {
+		return false
+	}
 	deadline := !finalPhase(pod.Status.Phase) && w.activeDeadlinePassed(pod, again)
 	if deadline {
 		w.killForDeadline(ctx, pod, st)

@@ -72,6 +72,10 @@ type worker struct {
 	// deadlineExceeded is set once the pod passed its activeDeadlineSeconds: it is then
 	// Failed with reason DeadlineExceeded and nothing starts again.
 	deadlineExceeded bool
+	// admitted is set once the pod passed admission; rejection (with rejectionReason) is
+	// why it did not, and then nothing of it ever starts.
+	admitted                   bool
+	rejection, rejectionReason string
 	// running is the pod's share of the running gauges as last counted.
 	running runningCounts
 }
