@@ -122,7 +122,10 @@ func (w *worker) run(ctx context.Context) {
 		case <-w.wake:
 		case <-timer.C():
 		}
-		next, done := w.syncOnce(ctx)
+		// A pass runs to its end even when the agent shuts down: a CRI call cancelled halfway
+		// (RunPodSandbox, StartContainer) makes containerd race its own cleanup of the task and
+		// leak a shim. Run waits a few seconds for the passes in flight.
+		next, done := w.syncOnce(context.WithoutCancel(ctx))
 		if done {
 			return
 		}
