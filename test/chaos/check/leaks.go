@@ -132,13 +132,22 @@ func (b *Bed) Leaks(ctx context.Context, desired map[string]bool, r *Report) err
 			r.Add(SandboxesLeft, "sandbox %s of pod %s (UID %s), %s", short(sb.Id), sb.GetMetadata().GetName(), uid, sb.State)
 		}
 	}
+	log := b.containerdLog()
 	for id, where := range runc2 {
 		if runc1[id] != "" && !l.ids[id] {
+			if why := CancelledTaskCreate(log, id); why != "" {
+				r.Add(ContainerdLeaks, "runc container %s (runc root %s); containerd logged: %s", id, where, why)
+				continue
+			}
 			r.Add(RuncContainers, "%s (runc root %s)", id, where)
 		}
 	}
 	for pid, id := range shims2 {
 		if shims1[pid] == id && !l.ids[id] {
+			if why := CancelledTaskCreate(log, id); why != "" {
+				r.Add(ContainerdLeaks, "shim pid %d serving %s; containerd logged: %s", pid, id, why)
+				continue
+			}
 			r.Add(Shims, "pid %d serving %s", pid, id)
 		}
 	}

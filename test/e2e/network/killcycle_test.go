@@ -19,6 +19,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/nodeagent/nodeagent/test/chaos/check"
 	"github.com/nodeagent/nodeagent/test/e2e/framework"
 )
 
@@ -274,41 +275,14 @@ func containerdLogAbout(t *testing.T, offset int64, id string) string {
 }
 
 // cancelledTaskCreate explains a runc container or shim id that CRI does not list by a task
-// create containerd logged as cancelled, for id or for a task of the same shim (the tasks of a
-// pod share its sandbox's shim). It returns that log line, or "".
+// create containerd logged as cancelled since offset of its log (check.CancelledTaskCreate).
 func cancelledTaskCreate(t *testing.T, offset int64, id string) string {
 	t.Helper()
 	b, err := os.ReadFile(framework.TB.Values["CONTAINERD_LOG"])
 	if err != nil || offset > int64(len(b)) {
 		return ""
 	}
-	lines := strings.Split(string(b[offset:]), "\n")
-	connectRE := regexp.MustCompile(`connecting to shim ([0-9a-f]{64})" address="([^"]+)"`)
-	addrOf := map[string]string{}
-	for _, l := range lines {
-		if m := connectRE.FindStringSubmatch(l); m != nil {
-			addrOf[m[1]] = m[2]
-		}
-	}
-	group := map[string]bool{id: true}
-	if addr := addrOf[id]; addr != "" {
-		for other, a := range addrOf {
-			if a == addr {
-				group[other] = true
-			}
-		}
-	}
-	for _, l := range lines {
-		if !strings.Contains(l, "failed to create") || !strings.Contains(l, "context canceled") {
-			continue
-		}
-		for _, m := range idRE.FindAllString(l, -1) {
-			if group[m] {
-				return l
-			}
-		}
-	}
-	return ""
+	return check.CancelledTaskCreate(b[offset:], id)
 }
 
 // chainName is the bridge and portmap plugins' per-container chain name.
