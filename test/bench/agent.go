@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/test/agentdebug"
 )
 
 // agent is one nodeagent process with its own node name and directories under the test bed.
@@ -204,45 +203,13 @@ func (a *agent) removeManifest(file string) error {
 	return os.Remove(filepath.Join(a.manifestDir, file))
 }
 
-func (a *agent) get(path string) (int, []byte, error) {
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + a.debugAddr + path)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, body, err
-}
+func (a *agent) get(path string) (int, []byte, error) { return agentdebug.Get(a.debugAddr, path) }
 
 // pods is the agent's own view, GET /pods.
-func (a *agent) pods() ([]v1.Pod, error) {
-	code, body, err := a.get("/pods")
-	if err != nil {
-		return nil, err
-	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("/pods: HTTP %d: %s", code, body)
-	}
-	var list v1.PodList
-	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, fmt.Errorf("/pods: %w", err)
-	}
-	return list.Items, nil
-}
+func (a *agent) pods() ([]v1.Pod, error) { return agentdebug.Pods(a.debugAddr) }
 
 // tail is the end of the agent's log, for error messages.
-func (a *agent) tail(lines int) string {
-	b, err := os.ReadFile(a.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return "\n" + strings.Join(all, "\n")
-}
+func (a *agent) tail(lines int) string { return agentdebug.Tail(a.logPath, lines) }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

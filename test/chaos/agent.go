@@ -1,20 +1,18 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/nodeagent/nodeagent/test/agentdebug"
 	"github.com/nodeagent/nodeagent/test/testbed"
 )
 
@@ -143,42 +141,10 @@ func (a *agent) stop() {
 	a.cmd = nil
 }
 
-func (a *agent) get(path string) (int, []byte, error) {
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + a.debugAddr + path)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, body, err
-}
+func (a *agent) get(path string) (int, []byte, error) { return agentdebug.Get(a.debugAddr, path) }
 
-// pods is the agent's /pods.
-func (a *agent) pods() ([]v1.Pod, error) {
-	code, body, err := a.get("/pods")
-	if err != nil {
-		return nil, err
-	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("/pods: HTTP %d: %s", code, body)
-	}
-	var list v1.PodList
-	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, fmt.Errorf("/pods: %w", err)
-	}
-	return list.Items, nil
-}
+// pods is the agent's own view, GET /pods.
+func (a *agent) pods() ([]v1.Pod, error) { return agentdebug.Pods(a.debugAddr) }
 
 // tail is the end of the agent's log, for error messages.
-func (a *agent) tail(lines int) string {
-	b, err := os.ReadFile(a.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return "\n" + strings.Join(all, "\n")
-}
+func (a *agent) tail(lines int) string { return agentdebug.Tail(a.logPath, lines) }
