@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -82,3 +83,15 @@ func (b *Bed) resultCacheDir() string { return filepath.Join(b.CNIStateDir, "cac
 
 // runcRoot holds one runc root per containerd namespace (the runtime's Root option).
 func (b *Bed) runcRoot() string { return filepath.Join(b.Dir, "runc") }
+
+// containerdLog reads the bed's containerd log; nil when there is none.
+func (b *Bed) containerdLog() []byte {
+	if b.ContainerdLog == "" {
+		return nil
+	}
+	data, err := os.ReadFile(b.ContainerdLog)
+	if err != nil {
+		return nil
+	}
+	return data
+}

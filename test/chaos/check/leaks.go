@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodeagent/nodeagent/pkg/cri"
+	"github.com/nodeagent/nodeagent/test/testbed"
 )
 
 // live is the runtime's view at one moment: what may legitimately hold a lease, a veth, a
@@ -135,7 +136,7 @@ func (b *Bed) Leaks(ctx context.Context, desired map[string]bool, r *Report) err
 	log := b.containerdLog()
 	for id, where := range runc2 {
 		if runc1[id] != "" && !l.ids[id] {
-			if why := CancelledTaskCreate(log, id); why != "" {
+			if why := testbed.CancelledTaskCreate(log, id); why != "" {
 				r.Add(ContainerdLeaks, "runc container %s (runc root %s); containerd logged: %s", id, where, why)
 				continue
 			}
@@ -144,7 +145,7 @@ func (b *Bed) Leaks(ctx context.Context, desired map[string]bool, r *Report) err
 	}
 	for pid, id := range shims2 {
 		if shims1[pid] == id && !l.ids[id] {
-			if why := CancelledTaskCreate(log, id); why != "" {
+			if why := testbed.CancelledTaskCreate(log, id); why != "" {
 				r.Add(ContainerdLeaks, "shim pid %d serving %s; containerd logged: %s", pid, id, why)
 				continue
 			}

@@ -245,9 +245,26 @@ func RemoveNodePods(t *testing.T, node string) {
 			t.Errorf("cleanup: stop sandbox %s: %v", sb.Id, err)
 		}
 		if err := TB.CRI.RemovePodSandbox(ctx, sb.Id); err != nil && !errdefs.IsNotFound(err) {
+			// After a kill -9 of the agent, containerd may hold a task it cancelled the
+			// create of and can no longer delete (its own bug): the test bed's teardown kills
+			// that shim. Anything else is the agent's or the test's and fails the test.
+			if why := containerdLeak(sb.Id); why != "" {
+				t.Logf("cleanup: sandbox %s cannot be removed, containerd leaked its task after a cancelled create (%s): %v", sb.Id, why, err)
+				continue
+			}
 			t.Errorf("cleanup: remove sandbox %s: %v", sb.Id, err)
 		}
 	}
+}
+
+// containerdLeak is the containerd log line that explains id as containerd's own leak after a
+// cancelled task create (testbed.CancelledTaskCreate), or "".
+func containerdLeak(id string) string {
+	b, err := os.ReadFile(TB.Values["CONTAINERD_LOG"])
+	if err != nil {
+		return ""
+	}
+	return testbed.CancelledTaskCreate(b, id)
 }
 
 // Log is everything the agent has written so far.

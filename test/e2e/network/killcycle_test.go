@@ -19,8 +19,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/nodeagent/nodeagent/test/chaos/check"
 	"github.com/nodeagent/nodeagent/test/e2e/framework"
+	"github.com/nodeagent/nodeagent/test/testbed"
 )
 
 // TestKill9DuringHostPortPodCyclesLeaksNothing is issue 18's scenario: hostPort pods added
@@ -275,14 +275,14 @@ func containerdLogAbout(t *testing.T, offset int64, id string) string {
 }
 
 // cancelledTaskCreate explains a runc container or shim id that CRI does not list by a task
-// create containerd logged as cancelled since offset of its log (check.CancelledTaskCreate).
+// create containerd logged as cancelled since offset of its log (testbed.CancelledTaskCreate).
 func cancelledTaskCreate(t *testing.T, offset int64, id string) string {
 	t.Helper()
 	b, err := os.ReadFile(framework.TB.Values["CONTAINERD_LOG"])
 	if err != nil || offset > int64(len(b)) {
 		return ""
 	}
-	return check.CancelledTaskCreate(b[offset:], id)
+	return testbed.CancelledTaskCreate(b[offset:], id)
 }
 
 // chainName is the bridge and portmap plugins' per-container chain name.

@@ -1,7 +1,6 @@
-package check
+package testbed
 
 import (
-	"os"
 	"regexp"
 	"strings"
 )
@@ -17,7 +16,8 @@ var (
 // log line, or "". Such leftovers are containerd's own bug (containerd#7733, #11392): when
 // the client of a task create goes away (kill -9 of the agent), its cleanup races the shim,
 // which then serves a container nothing knows and never exits. The agent cannot avoid it on
-// a kill, so the checks report it apart. log is containerd's log from where the run began.
+// a kill, so tests report it apart instead of failing. log is containerd's log from where the
+// run began.
 func CancelledTaskCreate(log []byte, id string) string {
 	lines := strings.Split(string(log), "\n")
 	addrOf := map[string]string{}
@@ -45,16 +45,4 @@ func CancelledTaskCreate(log []byte, id string) string {
 		}
 	}
 	return ""
-}
-
-// containerdLog reads the bed's containerd log; nil when there is none.
-func (b *Bed) containerdLog() []byte {
-	if b.ContainerdLog == "" {
-		return nil
-	}
-	data, err := os.ReadFile(b.ContainerdLog)
-	if err != nil {
-		return nil
-	}
-	return data
 }
