@@ -35,7 +35,7 @@ vet:
 # unit needs no test bed; test/kubetb's tests of the real control plane skip unless
 # kube-deps has built it (make test does).
 unit:
-	go test ./cmd/... ./pkg/... ./hack/... ./test/kubetb/... ./test/chaos/...
+	go test ./cmd/... ./pkg/... ./hack/... ./test/kubetb/... ./test/chaos/... ./test/testbed/...
 
 # e2e runs the real binary against real containerd, runc, CNI plugins and a local registry.
 e2e: kube-deps build
