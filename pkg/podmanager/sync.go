@@ -144,8 +144,10 @@ func (w *worker) reconcile(ctx context.Context, pod *v1.Pod, st *podState, again
 		latest := st.latest(c.Name)
 		if latest != nil {
 			switch latest.state() {
-			case runtimeapi.ContainerState_CONTAINER_RUNNING, runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+			case runtimeapi.ContainerState_CONTAINER_RUNNING:
 				continue
+			case runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+				w.killUnknown(ctx, pod, c, latest) // then a new instance, whatever the policy
 			case runtimeapi.ContainerState_CONTAINER_CREATED:
 				if latest.c.PodSandboxId == sb.Id {
 					// Created but never started: the agent died between the two calls.
@@ -180,6 +182,9 @@ func (w *worker) syncInitContainers(ctx context.Context, pod *v1.Pod, sb *runtim
 			w.startCreated(ctx, pod, c, latest, again)
 			return false, true
 		}
+		if inSandbox && isUnknown(latest) {
+			w.killUnknown(ctx, pod, c, latest) // then a new instance, below
+		}
 		if isSidecar(c) {
 			switch {
 			case inSandbox && latest.state() == runtimeapi.ContainerState_CONTAINER_RUNNING:
@@ -205,7 +210,7 @@ func (w *worker) syncInitContainers(ctx context.Context, pod *v1.Pod, sb *runtim
 				if latest.exitCode() == 0 {
 					continue
 				}
-			case runtimeapi.ContainerState_CONTAINER_RUNNING, runtimeapi.ContainerState_CONTAINER_UNKNOWN:
+			case runtimeapi.ContainerState_CONTAINER_RUNNING:
 				return false, acted // wait for it to exit
 			}
 		}
