@@ -478,8 +478,8 @@ func TestCallDeadlineNeverOverflows(t *testing.T) {
 		{-5, time.Second},
 		{0, time.Second},
 		{30, 31 * time.Second},
-		{10000000000, maxCallSeconds*time.Second + time.Second},
-		{math.MaxInt64, maxCallSeconds*time.Second + time.Second},
+		{10000000000, MaxWaitSeconds*time.Second + time.Second},
+		{math.MaxInt64, MaxWaitSeconds*time.Second + time.Second},
 	} {
 		if got := callDeadline(tc.seconds, time.Second); got != tc.want {
 			t.Errorf("callDeadline(%d, 1s) = %v, want %v", tc.seconds, got, tc.want)

@@ -118,14 +118,15 @@ func (c *Client) ExecSync(ctx context.Context, id string, cmd []string, timeout 
 	return resp.GetStdout(), resp.GetStderr(), resp.GetExitCode(), nil
 }
 
-// maxCallSeconds bounds the seconds a call may legitimately wait (a grace period, an exec
-// timeout): 100 years, far below where seconds*time.Second+extra would overflow into a
-// deadline in the past.
-const maxCallSeconds = 100 * 365 * 24 * 60 * 60
+// MaxWaitSeconds bounds the seconds a call may legitimately wait (a grace period, an exec
+// timeout): 100 years, "forever" for a pod, and far below where seconds*time.Second plus a
+// call timeout would overflow into a deadline in the past. Callers clamp pods' seconds
+// fields to it too.
+const MaxWaitSeconds = 100 * 365 * 24 * 60 * 60
 
 // callDeadline is how long a call that waits seconds may take: seconds plus extra for the
-// call itself, with seconds clamped to [0, maxCallSeconds].
+// call itself, with seconds clamped to [0, MaxWaitSeconds].
 func callDeadline(seconds int64, extra time.Duration) time.Duration {
-	seconds = min(max(seconds, 0), maxCallSeconds)
+	seconds = min(max(seconds, 0), MaxWaitSeconds)
 	return time.Duration(seconds)*time.Second + extra
 }

@@ -122,7 +122,7 @@ func (w *worker) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		return failed(reasonRunContainerError, err)
 	}
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
-		hookCtx, cancel := context.WithTimeout(ctx, time.Duration(gracePeriod(pod))*time.Second)
+		hookCtx, cancel := context.WithTimeout(ctx, seconds(gracePeriod(pod)))
 		start := w.stepStart()
 		err := w.runHook(hookCtx, c, id, c.Lifecycle.PostStart)
 		w.step(StepPostStart, c.Name, "", start, err)
@@ -201,6 +201,7 @@ func (w *worker) removeOldInstances(ctx context.Context, pod *v1.Pod, st *podSta
 			continue
 		}
 		delete(w.kills, ci.c.Id)
+		delete(w.messages, ci.c.Id)
 		logFile := filepath.Join(w.m.podLogDir(pod), name, fmt.Sprintf("%d.log", ci.restartCount()))
 		if err := os.Remove(logFile); err != nil && !os.IsNotExist(err) {
 			log.WithError(err).Warn("removing an old container log failed")

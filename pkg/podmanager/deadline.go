@@ -41,9 +41,12 @@ func (w *worker) activeDeadlinePassed(pod *v1.Pod, again requeue) bool {
 	return true
 }
 
-// killForDeadline stops every running container of the pod with its grace period, as the
-// kubelet kills a pod past its deadline; the finished-pod path then gives back the sandbox.
+// killForDeadline stops every running container of the pod within one grace period (one
+// deadline for all, preStop included, as terminate does), as the kubelet kills a pod past its
+// deadline; the finished-pod path then gives back the sandbox.
 func (w *worker) killForDeadline(ctx context.Context, pod *v1.Pod, st *podState) {
+	grace := gracePeriod(pod)
+	deadline := w.m.cfg.Clock.Now().Add(seconds(grace))
 	all := append(append([]v1.Container{}, pod.Spec.Containers...), pod.Spec.InitContainers...)
 	for i := range all {
 		c := &all[i]
@@ -53,7 +56,7 @@ func (w *worker) killForDeadline(ctx context.Context, pod *v1.Pod, st *podState)
 		}
 		w.kills[l.c.Id] = kill{note: messageDeadlineExceeded}
 		w.event(pod, v1.EventTypeNormal, eventKilling, "Stopping container "+c.Name)
-		if err := w.stopContainer(ctx, pod, c, l.c.Id, gracePeriod(pod)); err != nil && !errdefs.IsNotFound(err) {
+		if err := w.stopContainerBy(ctx, c, l.c.Id, deadline, grace > 0); err != nil && !errdefs.IsNotFound(err) {
 			w.log.WithError(err).WithField("container", c.Name).Warn("stopping a container past the pod's deadline failed")
 		}
 	}

@@ -1,15 +1,19 @@
 package podmanager
 
-import "time"
+import (
+	"time"
+
+	"github.com/nodeagent/nodeagent/pkg/cri"
+)
 
 // maxSeconds caps every seconds field of a pod that becomes a time.Duration (grace periods,
 // sleep hooks). The API server accepts any int64 there, but time.Duration holds only ~292
 // years: 10000000000 s wraps to a negative duration and math.MaxInt64 s to -1 s, which made a
 // huge grace mean "kill at once" and turned the termination context into one already past
-// its deadline. 100 years is "forever" for a pod, and leaves ~190 years of headroom, so the
-// sums made from it (a deadline from Now, the terminate context's slack, the CRI client's
-// call timeout on top of a stop timeout) cannot overflow either.
-const maxSeconds = 100 * 365 * 24 * 60 * 60
+// its deadline. It is the CRI client's own bound (100 years, "forever" for a pod), which
+// leaves ~190 years of headroom, so the sums made from it (a deadline from Now, the
+// terminate context's slack, the call timeout on top of a stop timeout) cannot overflow.
+const maxSeconds = cri.MaxWaitSeconds
 
 // seconds turns a pod's seconds field into a duration: negative is 0, absurdly large is
 // maxSeconds, never a wrapped-around value.

@@ -39,6 +39,20 @@ func (w *worker) terminationMessageMount(pod *v1.Pod, c *v1.Container) (*runtime
 // instance's own annotations, so an agent restart reads the same); with
 // FallbackToLogsOnError, a failed container that left none gets the tail of its log.
 func (w *worker) terminationMessage(s *runtimeapi.ContainerStatus) string {
+	if msg, ok := w.messages[s.Id]; ok {
+		return msg // an exited instance's message cannot change
+	}
+	msg, err := w.readTerminationMessage(s)
+	if err != nil {
+		w.log.WithError(err).WithField("containerID", s.Id).Debug("reading the termination message failed")
+		return msg // read again on the next status
+	}
+	w.messages[s.Id] = msg
+	return msg
+}
+
+// readTerminationMessage reads what terminationMessage caches.
+func (w *worker) readTerminationMessage(s *runtimeapi.ContainerStatus) (string, error) {
 	path := s.Annotations[cri.AnnotationTerminationMessagePath]
 	var msg string
 	if path != "" && w.m.cfg.Volumes != nil {
@@ -46,7 +60,7 @@ func (w *worker) terminationMessage(s *runtimeapi.ContainerStatus) string {
 			if m.ContainerPath == path {
 				var err error
 				if msg, err = w.m.cfg.Volumes.ReadTerminationMessage(m.HostPath); err != nil {
-					w.log.WithError(err).WithField("containerID", s.Id).Debug("reading the termination message failed")
+					return "", err
 				}
 				break
 			}
@@ -54,13 +68,9 @@ func (w *worker) terminationMessage(s *runtimeapi.ContainerStatus) string {
 	}
 	if msg == "" && s.ExitCode != 0 &&
 		v1.TerminationMessagePolicy(s.Annotations[cri.AnnotationTerminationMessagePolicy]) == v1.TerminationMessageFallbackToLogsOnError {
-		tail, err := logTail(s.LogPath, fallbackLogLines, fallbackLogBytes)
-		if err != nil {
-			w.log.WithError(err).WithField("containerID", s.Id).Debug("reading the log tail for a termination message failed")
-		}
-		msg = tail
+		return logTail(s.LogPath, fallbackLogLines, fallbackLogBytes)
 	}
-	return msg
+	return msg, nil
 }
 
 // logTail returns the content of the last lines of a CRI-format log file

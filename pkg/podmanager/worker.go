@@ -49,6 +49,9 @@ type worker struct {
 	podIPs []string
 	// kills says why the agent killed container instances, keyed by container ID.
 	kills map[string]kill
+	// messages caches the termination message of exited instances by container ID: it is
+	// read once (a file, maybe a log tail) instead of on every status built after the exit.
+	messages map[string]string
 	// volumePaths are the host paths of the pod's volumes from the last SetUp that worked
 	// (nil before one did); volumeErr is why the last SetUp failed ("" when it worked).
 	volumePaths map[string]string
@@ -99,6 +102,7 @@ func newWorker(m *Manager, uid types.UID) *worker {
 		backoff:       backoff.New(m.cfg.Backoff, m.cfg.Clock),
 		waiting:       map[string]*v1.ContainerStateWaiting{},
 		kills:         map[string]kill{},
+		messages:      map[string]string{},
 		crashRetryAt:  map[string]time.Time{},
 	}
 }
