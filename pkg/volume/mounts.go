@@ -130,6 +130,7 @@ func resolveSubPath(root, subPath string, create bool) (realRoot, rel string, mo
 	}
 	cur := realRoot
 	els := segments(filepath.Clean(subPath))
+walk:
 	for i, el := range els {
 		next := filepath.Join(cur, el)
 		fi, err := os.Lstat(next)
@@ -138,7 +139,9 @@ func resolveSubPath(root, subPath string, create bool) (realRoot, rel string, mo
 			if !rootInfo.IsDir() {
 				return "", "", 0, fmt.Errorf("subPath %q: the volume is not a directory", subPath)
 			}
-			next = filepath.Join(append([]string{cur}, els[i:]...)...)
+			// The rest does not exist yet: it contains no symlink to resolve.
+			cur = filepath.Join(append([]string{cur}, els[i:]...)...)
+			break walk
 		case errors.Is(err, fs.ErrNotExist):
 			return "", "", 0, fmt.Errorf("subPath %q does not exist in the volume", subPath)
 		case err != nil:
@@ -154,9 +157,6 @@ func resolveSubPath(root, subPath string, create bool) (realRoot, rel string, mo
 			next = resolved
 		}
 		cur = next
-		if errors.Is(err, fs.ErrNotExist) {
-			break
-		}
 	}
 	if rel, err = filepath.Rel(realRoot, cur); err != nil {
 		return "", "", 0, fmt.Errorf("subPath %q: %w", subPath, err)

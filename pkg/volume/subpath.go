@@ -91,7 +91,7 @@ func (m *Manager) prepareStaging(target string, dir bool) error {
 }
 
 // unmountAll unmounts target until nothing is mounted there: a crash between two mounts may
-// have stacked them.
+// have stacked them. Staged subPaths and tmpfs volumes alike.
 func (m *Manager) unmountAll(target string) error {
 	for range 8 {
 		mounted, err := m.mounter.IsMountPoint(target)
@@ -104,6 +104,7 @@ func (m *Manager) unmountAll(target string) error {
 		if err := m.mounter.Unmount(target); err != nil {
 			return fmt.Errorf("unmount %s: %w", target, err)
 		}
+		m.log.WithField("path", target).Debug("unmounted")
 	}
 	return fmt.Errorf("%s is still mounted after unmounting it 8 times", target)
 }

@@ -11,10 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// TearDown unmounts the pod's staged subPath mounts and every tmpfs of the pod, and removes RootDir/pods/<uid> entirely. It never
-// follows a symlink out of the pod directory and refuses to descend into another filesystem
-// (a mount it could not undo), so hostPath targets and anything mounted inside a volume are
-// never touched. It works from what is on disk alone and is idempotent.
+// TearDown unmounts the pod's staged subPath mounts and every tmpfs of the pod, and removes
+// RootDir/pods/<uid> entirely. It never follows a symlink out of the pod directory and refuses
+// to descend into another filesystem (a mount it could not undo), so hostPath targets and
+// anything mounted inside a volume are never touched. It works from what is on disk alone and is idempotent.
 func (m *Manager) TearDown(uid types.UID) error {
 	if err := checkElement("pod UID", string(uid)); err != nil {
 		return err
@@ -70,23 +70,9 @@ func (m *Manager) unmountVolumes(volumesDir string) error {
 			if !v.IsDir() {
 				continue
 			}
-			dir := filepath.Join(pluginDir, v.Name())
 			// A volume mounted twice (a crash between mount and record, say) unmounts twice.
-			for range 4 {
-				mounted, err := m.mounter.IsMountPoint(dir)
-				if err != nil {
-					return fmt.Errorf("check mount %s: %w", dir, err)
-				}
-				if !mounted {
-					break
-				}
-				if err := m.mounter.Unmount(dir); err != nil {
-					return fmt.Errorf("unmount %s: %w", dir, err)
-				}
-				m.log.WithField("path", dir).Debug("tmpfs unmounted")
-			}
-			if mounted, err := m.mounter.IsMountPoint(dir); err != nil || mounted {
-				return fmt.Errorf("%s is still mounted after unmounting it (err %v)", dir, err)
+			if err := m.unmountAll(filepath.Join(pluginDir, v.Name())); err != nil {
+				return err
 			}
 		}
 	}
