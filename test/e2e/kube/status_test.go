@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,19 +82,7 @@ spec:
 func TestObservedGenerationConvergesAfterManyQuickUpdates(t *testing.T) {
 	t.Parallel()
 	a, ns := node(t)
-	kubectlApply(t, fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata: {name: gen, namespace: %s}
-spec:
-  nodeName: %s
-  activeDeadlineSeconds: 1000000
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: sleep
-    image: %s
-    imagePullPolicy: IfNotPresent
-    command: ["sleep", "100000"]
-`, ns, a.NodeName, framework.TB.BusyboxImage))
+	kubectlApply(t, sleepingPod("gen", ns, a.NodeName, "activeDeadlineSeconds: 1000000"))
 	waitAPIPod(t, ns, "gen", startTimeout, "Running", phaseIs(v1.PodRunning))
 	for i := 1; i <= 100; i++ {
 		kubectl(t, "patch", "pod", "-n", ns, "gen", "--type=merge",
@@ -117,19 +106,7 @@ spec:
 func TestReadinessGateHoldsReadyUntilItsConditionIsTrue(t *testing.T) {
 	t.Parallel()
 	a, ns := node(t)
-	kubectlApply(t, fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata: {name: gated, namespace: %s}
-spec:
-  nodeName: %s
-  terminationGracePeriodSeconds: 1
-  readinessGates: [{conditionType: example.com/lb}]
-  containers:
-  - name: sleep
-    image: %s
-    imagePullPolicy: IfNotPresent
-    command: ["sleep", "100000"]
-`, ns, a.NodeName, framework.TB.BusyboxImage))
+	kubectlApply(t, sleepingPod("gated", ns, a.NodeName, "readinessGates: [{conditionType: example.com/lb}]"))
 	ready := func(p *v1.Pod) v1.PodCondition {
 		for _, c := range p.Status.Conditions {
 			if c.Type == v1.PodReady {
@@ -152,19 +129,7 @@ spec:
 func TestActiveDeadlineLoweredOnARunningPodFailsIt(t *testing.T) {
 	t.Parallel()
 	a, ns := node(t)
-	kubectlApply(t, fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata: {name: deadline, namespace: %s}
-spec:
-  nodeName: %s
-  activeDeadlineSeconds: 100000
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: sleep
-    image: %s
-    imagePullPolicy: IfNotPresent
-    command: ["sleep", "100000"]
-`, ns, a.NodeName, framework.TB.BusyboxImage))
+	kubectlApply(t, sleepingPod("deadline", ns, a.NodeName, "activeDeadlineSeconds: 100000"))
 	waitAPIPod(t, ns, "deadline", startTimeout, "Running", phaseIs(v1.PodRunning))
 	kubectl(t, "patch", "pod", "-n", ns, "deadline", "--type=merge", "-p", `{"spec":{"activeDeadlineSeconds":1}}`)
 	p := waitAPIPod(t, ns, "deadline", 60*time.Second, "Failed for its deadline", func(p *v1.Pod) bool {
@@ -176,4 +141,25 @@ spec:
 	if cs := p.Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Terminated == nil {
 		t.Errorf("container statuses %+v, want terminated", cs)
 	}
+}
+
+// sleepingPod is a busybox pod bound to node that sleeps, with the given lines added to its
+// spec (each one line of YAML at spec level).
+func sleepingPod(name, ns, node string, spec ...string) string {
+	var extra strings.Builder
+	for _, l := range spec {
+		extra.WriteString("  " + l + "\n")
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s, namespace: %s}
+spec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 1
+%s  containers:
+  - name: sleep
+    image: %s
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "100000"]
+`, name, ns, node, extra.String(), framework.TB.BusyboxImage)
 }
